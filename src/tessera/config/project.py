@@ -1,0 +1,119 @@
+"""The project: ``tessera.yaml`` and where everything lives."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tessera.config.errors import ConfigError, Problem
+from tessera.config.validate import validate_model
+from tessera.config.yaml_io import YamlDocument, load_yaml
+
+PROJECT_FILE = "tessera.yaml"
+
+
+class StoresConfig(BaseModel):
+    """Where Tessera keeps its state. Relative paths are relative to the project root."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: str = Field(".tessera", description="Directory for all local state.")
+
+
+class ExecutorConfig(BaseModel):
+    """How stages are executed when the command line does not say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "dask"] = Field(
+        "local", description="`local`: this machine; `dask`: a Dask cluster."
+    )
+    jobs: int = Field(1, ge=1, description="Stages run at once by the local executor (`-j`).")
+    address: str | None = Field(
+        None, description="Dask scheduler address; none starts a LocalCluster."
+    )
+    n_workers: int | None = Field(
+        None, ge=1, description="Workers of the LocalCluster (default: `jobs`, at least 2)."
+    )
+
+
+class ProjectConfig(BaseModel):
+    """The contents of ``tessera.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Project name.")
+    pipeline: str = Field("pipeline.yaml", description="The pipeline file.")
+    transforms: str = Field(
+        "transforms", description="Directory of the project's own transformations."
+    )
+    envs: str = Field(
+        "envs", description="Directory of environment overlays (`--env NAME` reads NAME.yaml)."
+    )
+    stores: StoresConfig = Field(default_factory=StoresConfig)  # type: ignore[arg-type]
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)  # type: ignore[arg-type]
+    defaults: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Default parameters per transformation name, lowest precedence.",
+    )
+
+
+@dataclass
+class Project:
+    """A loaded project: its root directory, its config and the document it came from."""
+
+    root: Path
+    config: ProjectConfig
+    document: YamlDocument
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / self.config.stores.root
+
+    def rel(self, path: Path | str) -> str:
+        """``path`` relative to the project root when it is inside it."""
+        p = Path(path)
+        try:
+            return str(p.resolve().relative_to(self.root))
+        except ValueError:
+            return str(p)
+
+
+def find_project(start: Path | None = None) -> Path:
+    """The nearest directory at or above ``start`` holding ``tessera.yaml``."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+    raise ConfigError(
+        Problem(
+            f"no {PROJECT_FILE} in {here} or any parent directory",
+            hint="run inside a Tessera project, or create one with `tessera init DIR`",
+        )
+    )
+
+
+def load_project(root: Path | None = None) -> Project:
+    """Load and validate ``tessera.yaml`` of the project at (or above) ``root``."""
+    root = find_project(root)
+    doc = load_yaml(root / PROJECT_FILE, PROJECT_FILE)
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            Problem("the file must be a mapping", PROJECT_FILE, 1, got=type(data).__name__)
+        )
+    config, problems = validate_model(
+        ProjectConfig, data, locate=lambda path: (PROJECT_FILE, doc.line_of(path))
+    )
+    if config is None:
+        raise ConfigError(problems)
+    return Project(root=root, config=config, document=doc)
+
+
+def chdir(path: Path) -> None:
+    """Change directory; stages resolve relative paths against the project root."""
+    os.chdir(path)

@@ -1,0 +1,1 @@
+"""Tessera's built-in transformations."""
