@@ -18,7 +18,10 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(STAMP): $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PYTHON)
+	@# Byte-compile our own sources too: start-up time matters and some environments
+	@# set PYTHONDONTWRITEBYTECODE, so Python would otherwise recompile on every command.
+	$(BIN)/python -m compileall -q src
 	@touch $@
 
 demo: install

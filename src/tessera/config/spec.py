@@ -41,6 +41,10 @@ class PipelineSpec:
     file: str
     document: YamlDocument
     stages: dict[str, StageSpec]
+    #: Every stage name written in the file, including stages whose spec is malformed.
+    names: list[str] = field(default_factory=list)
+    #: Problems with individual stages, reported together with all later checks.
+    problems: list[Problem] = field(default_factory=list)
 
     def line(self, stage: str, *key: str | int) -> int | None:
         return self.document.line_of(("stages", stage, *key))
@@ -83,8 +87,10 @@ def load_pipeline_spec(project: Project, file: str | None = None) -> PipelineSpe
         problems += found
         if spec is not None:
             stages[stage] = spec
-    raise_if(problems)
-    return PipelineSpec(file=name, document=doc, stages=stages)
+    return PipelineSpec(
+        file=name, document=doc, stages=stages, names=[str(s) for s in data["stages"]],
+        problems=problems,
+    )
 
 
 @dataclass
@@ -124,10 +130,10 @@ def load_overlay(
             problems.append(Problem("unknown top-level key", rel, doc.line_of((key,)), key=key,
                                     hint="an environment file has `stages:` and `defaults:`"))
         for stage in data.get("stages", {}):
-            if stage not in pipeline.stages:
+            if stage not in pipeline.names:
                 problems.append(
                     Problem("unknown stage", rel, doc.line_of(("stages", stage)), str(stage),
-                            hint=did_you_mean(str(stage), pipeline.stages))
+                            hint=did_you_mean(str(stage), pipeline.names))
                 )
         overlay.env_document = doc
     for text in overrides:
@@ -136,10 +142,10 @@ def load_overlay(
         except ConfigError as exc:
             problems += exc.problems
             continue
-        if stage not in pipeline.stages:
+        if stage not in pipeline.names:
             problems.append(
                 Problem("override names an unknown stage", "command line", stage=stage,
-                        key=text, hint=did_you_mean(stage, pipeline.stages))
+                        key=text, hint=did_you_mean(stage, pipeline.names))
             )
             continue
         overlay.overrides.setdefault(stage, []).append((path, value, text))

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+
 
 from tessera.data.atomic import atomic_write, atomic_write_text
 from tessera.data.errors import CorruptArtifactError, DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SUFFIX = ".parquet"
 
@@ -39,6 +42,7 @@ class ArtifactStore:
 
     def put_table(self, table: pa.Table, fingerprint: str) -> Path:
         """Store ``table`` under ``fingerprint`` unless an object with that id already exists."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         path = self.object_path(fingerprint)
@@ -65,6 +69,7 @@ class ArtifactStore:
 
     def get_table(self, fingerprint: str, *, verify: bool = True) -> pa.Table:
         """Read a stored table, checking that its content still hashes to ``fingerprint``."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         from tessera.data.fingerprint import fingerprint_table

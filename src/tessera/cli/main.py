@@ -1,0 +1,61 @@
+"""``tessera``: the command line.
+
+Start-up is kept light: each command imports what it needs when it runs, so that a ``tessera
+run`` with nothing to do never imports pandas.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tessera import __version__
+from tessera.cli import pipeline_cmds, project_cmds
+from tessera.cli.output import err_console
+from tessera.errors import TesseraError
+
+app = typer.Typer(
+    name="tessera",
+    help="Modular, cached, versioned ML pipelines from typed transformations and YAML.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tessera {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Modular, cached, versioned ML pipelines from typed transformations and YAML."""
+
+
+pipeline_cmds.register(app)
+project_cmds.register(app)
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one message and exit code 2 (or 1)."""
+    try:
+        app()
+    except TesseraError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.render()}", markup=True, soft_wrap=True,
+                          highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Console output shared by commands: one console, errors, JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+console = Console(file=sys.stdout, highlight=False)
+err_console = Console(file=sys.stderr, highlight=False)
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout (nothing else goes to stdout with ``--json``)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)

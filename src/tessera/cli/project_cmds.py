@@ -1,0 +1,120 @@
+"""Commands that create projects: init and demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tessera.cli.output import console, emit_json, err_console
+
+DEFAULT_DEMO_DIR = "tessera-demo"
+
+
+def init(
+    directory: Path = typer.Argument(..., help="Directory to create the project in."),
+    example: str = typer.Option(None, "--example", help="Scaffold an example (churn, ...)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Create a project: empty, or an example with its data."""
+    from tessera.examples import scaffold
+
+    created = scaffold(directory, example)
+    if as_json:
+        emit_json({"directory": str(directory), "example": example,
+                   "files": [str(p) for p in created]})
+        return
+    what = f"the '{example}' example" if example else "an empty project"
+    console.print(f"Created {what} in [bold]{directory}[/] ({len(created)} files).")
+    console.print(f"Next: [bold]cd {directory} && tessera run[/]")
+
+
+def demo(
+    directory: Path = typer.Option(
+        Path(DEFAULT_DEMO_DIR), "--dir", help="Where to put the demo project."
+    ),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Stages to run at once."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Scaffold the churn example (if needed) and run the whole pipeline on it."""
+    from tessera.cli.pipeline_cmds import report
+    from tessera.cli.progress import RunView
+    from tessera.config.project import PROJECT_FILE, chdir
+    from tessera.examples import scaffold
+    from tessera.pipeline.runner import run_pipeline
+    from tessera.pipeline.runners import make_executor
+    from tessera.pipeline.workspace import open_workspace
+
+    directory = directory.resolve()
+    if (directory / PROJECT_FILE).is_file():
+        if not as_json:
+            console.print(f"Using the existing demo project in [bold]{directory}[/].")
+    else:
+        scaffold(directory, "churn")
+        if not as_json:
+            console.print(f"Scaffolded the churn example into [bold]{directory}[/].")
+    ws = open_workspace(directory)
+    chdir(ws.root)
+    view = RunView({s: ws.pipeline.stages[s].uses for s in ws.pipeline.order},
+                   enabled=not as_json)
+    try:
+        with view:
+            summary = run_pipeline(ws, make_executor("local", jobs), on_event=view,
+                                   command="tessera demo")
+        info = demo_summary(ws, summary.outputs)
+    finally:
+        ws.close()
+    if as_json:
+        emit_json({**summary.to_dict(), "tables": info})
+    else:
+        report(summary, ["run"])
+        print_summary(directory, info)
+    if summary.status != "success":
+        raise typer.Exit(1)
+
+
+def demo_summary(ws: object, outputs: dict[str, dict[str, str]]) -> list[dict[str, object]]:
+    """Rows and columns of the final tables (outputs no other stage consumes)."""
+    import pyarrow.parquet as pq
+
+    from tessera.pipeline.workspace import Workspace
+
+    assert isinstance(ws, Workspace)
+    consumed = {(r.stage, r.output) for s in ws.pipeline.stages.values() for r in s.inputs}
+    tables = []
+    for stage in ws.pipeline.order:
+        for name, fp in outputs.get(stage, {}).items():
+            if (stage, name) in consumed and ws.pipeline.downstream(stage):
+                continue
+            meta = pq.read_metadata(ws.store.object_path(fp))
+            tables.append({"stage": stage, "output": name, "rows": meta.num_rows,
+                           "columns": meta.num_columns, "version": fp})
+    for stage in ws.pipeline.order:
+        for path in ws.pipeline.stages[stage].outs:
+            tables.append({"stage": stage, "output": path, "file": path})
+    return tables
+
+
+def print_summary(directory: Path, tables: list[dict[str, object]]) -> None:
+    console.print()
+    console.print("[bold]Results[/]")
+    for t in tables:
+        if "file" in t:
+            console.print(f"  {t['stage']}: wrote {t['file']}")
+        else:
+            console.print(
+                f"  {t['stage']}.{t['output']}: {t['rows']:,} rows x {t['columns']} columns "
+                f"(version {str(t['version'])[:12]})"
+            )
+    console.print()
+    console.print("Try next:")
+    console.print(f"  cd {directory}")
+    console.print("  tessera status                      # everything is cached now")
+    console.print("  tessera run -o split.test_size=0.3  # re-runs the split and what follows")
+    console.print("  tessera dag --format mermaid        # the pipeline as a diagram")
+    err_console.file.flush()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(demo)

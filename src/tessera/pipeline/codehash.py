@@ -1,0 +1,116 @@
+"""The code hash of a transformation: its source and the local code it calls.
+
+Starting from the function, we follow the global names its bytecode loads (including nested
+functions, lambdas and comprehensions). Functions, classes and modules that live in *local* code
+(the project directory, or Tessera itself) are hashed too, recursively; third-party libraries are
+represented by their versions in the cache key instead. Editing a helper in ``transforms/_helpers.py``
+therefore invalidates every stage whose transformation calls it, and nothing else.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tessera.data.hashing import hash_bytes
+
+_TESSERA_DIR = str(Path(__file__).resolve().parents[1])
+
+
+@dataclass
+class CodeHash:
+    """The hash, and the source files it was computed from (to notice edits cheaply)."""
+
+    digest: str
+    files: list[str] = field(default_factory=list)
+
+
+def _names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _names(const)
+
+
+class _Hasher:
+    def __init__(self, roots: list[str]) -> None:
+        self.roots = roots
+        self.seen: dict[int, tuple[str, str]] = {}
+        self.files: set[str] = set()
+
+    def is_local(self, file: str | None) -> bool:
+        if not file:
+            return False
+        path = str(Path(file).resolve())
+        if "site-packages" in path and not path.startswith(_TESSERA_DIR):
+            return False
+        return any(path.startswith(root) for root in self.roots)
+
+    def visit(self, obj: Any, *, force: bool = False) -> None:
+        if id(obj) in self.seen:
+            return
+        obj = inspect.unwrap(obj) if callable(obj) else obj
+        try:
+            file = inspect.getsourcefile(obj)
+        except TypeError:
+            return
+        if not file or not (force or self.is_local(file)):
+            return
+        try:
+            source = inspect.getsource(obj)
+        except (OSError, TypeError):
+            return
+        self.files.add(str(Path(file).resolve()))
+        self.seen[id(obj)] = (f"{getattr(obj, '__module__', '')}.{obj.__qualname__}", source)
+        if isinstance(obj, type):
+            for member in vars(obj).values():
+                func = member.__func__ if isinstance(member, classmethod | staticmethod) else member
+                if inspect.isfunction(func):
+                    self._follow(func)
+            for base in obj.__mro__[1:]:
+                self.visit(base)
+        elif inspect.isfunction(obj):
+            self._follow(obj)
+
+    def _follow(self, func: types.FunctionType) -> None:
+        names = set(_names(func.__code__))
+        glb = func.__globals__
+        for name in names:
+            if name not in glb:
+                continue
+            value = glb[name]
+            if isinstance(value, types.ModuleType):
+                if self.is_local(getattr(value, "__file__", None)):
+                    self.files.add(str(Path(value.__file__ or "").resolve()))
+                    for attr in names:
+                        member = getattr(value, attr, None)
+                        if inspect.isfunction(member) or inspect.isclass(member):
+                            self.visit(member)
+            elif inspect.isfunction(value) or inspect.isclass(value):
+                self.visit(value)
+        for cell in func.__closure__ or ():
+            try:
+                contents = cell.cell_contents
+            except ValueError:
+                continue
+            if inspect.isfunction(contents) or inspect.isclass(contents):
+                self.visit(contents)
+
+
+def code_hash(func: Any, config_model: type | None, project_root: Path | None) -> CodeHash:
+    """Hash ``func``, its config model and the local functions and classes they reach."""
+    roots = [_TESSERA_DIR]
+    if project_root is not None:
+        roots.append(str(project_root.resolve()))
+    hasher = _Hasher(roots)
+    hasher.visit(func, force=True)  # a transformation's own source always counts
+    if config_model is not None:
+        hasher.visit(config_model, force=True)
+    parts = sorted(hasher.seen.values())
+    digest = hash_bytes(sys.version.split()[0].rsplit(".", 1)[0], *(f"{n}\n{s}" for n, s in parts))
+    return CodeHash(digest, sorted(hasher.files))

@@ -1,0 +1,276 @@
+"""The scheduler: walks the DAG, reuses cached results, dispatches the rest to an executor.
+
+Cache keys are computed just before a stage would run, from the fingerprints its upstream stages
+actually produced. So a stage whose upstream re-ran but produced identical data is still a cache
+hit (early cut-off), and nothing is recomputed that does not need to be.
+"""
+
+from __future__ import annotations
+
+import getpass
+import graphlib
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tessera.pipeline.execute import StageJob, StageResult
+from tessera.pipeline.keys import stage_key
+from tessera.pipeline.plan import cached_outputs, file_deps
+from tessera.pipeline.records import StageRecord
+from tessera.pipeline.runners.base import Executor
+from tessera.pipeline.workspace import Workspace
+
+
+@dataclass
+class StageEvent:
+    """Something happened to a stage: queued, running, cached, done, failed or skipped."""
+
+    kind: str
+    stage: str
+    duration: float | None = None
+    error: str | None = None
+    where: str | None = None
+    log: str | None = None
+    rows: int | None = None
+
+
+@dataclass
+class RunSummary:
+    """What a run did."""
+
+    run_id: str | None
+    status: str  # "success" or "failed"
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> done/cached/failed/skipped
+    durations: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    failures: list[StageEvent] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, kind: str) -> int:
+        return sum(1 for v in self.stages.values() if v == kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "stages": [
+                {
+                    "stage": name,
+                    "status": status,
+                    "seconds": round(self.durations.get(name, 0.0), 4),
+                    "outputs": self.outputs.get(name, {}),
+                }
+                for name, status in self.stages.items()
+            ],
+            "failures": [
+                {"stage": f.stage, "error": f.error, "where": f.where, "log": f.log}
+                for f in self.failures
+            ],
+            "errors": self.errors,
+        }
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def _git(root: Path) -> tuple[str | None, bool | None]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return None, None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        return commit.stdout.strip(), bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def run_pipeline(
+    ws: Workspace,
+    executor: Executor,
+    *,
+    targets: list[str] | None = None,
+    force: bool = False,
+    on_event: Callable[[StageEvent], None] = lambda e: None,
+    command: str = "tessera run",
+    env: str | None = None,
+) -> RunSummary:
+    """Run ``targets`` (default: every stage) and what they need.
+
+    Args:
+        ws: the workspace.
+        executor: where stage jobs run.
+        targets: stages to bring up to date, with everything they depend on.
+        force: re-run the targets (all selected stages when no targets are given) even if cached.
+        on_event: called for every state change of a stage (for progress displays).
+        command: the command line, for the run record.
+        env: the environment overlay in use, for the run record.
+    """
+    t_start = time.perf_counter()
+    pipeline = ws.pipeline
+    selected = pipeline.with_ancestors(targets) if targets else list(pipeline.order)
+    forced = set(targets or selected) if force else set()
+    summary = RunSummary(run_id=None, status="success")
+    known: dict[str, dict[str, str]] = {}
+    records: list[StageRecord] = []
+    consumers = {s: {d for d in pipeline.downstream(s) if d in selected} for s in selected}
+    run_id: str | None = None
+    log_dir: Path | None = None
+    failed = False
+
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name in selected:
+        sorter.add(name, *pipeline.upstream(name))
+        on_event(StageEvent("queued", name))
+    sorter.prepare()
+    running: dict[Future[StageResult], tuple[str, str, dict[str, Any], float]] = {}
+
+    def settle(name: str, status: str) -> None:
+        summary.stages[name] = status
+        sorter.done(name)
+        for up in pipeline.upstream(name):
+            consumers[up].discard(name)
+            if not consumers[up]:
+                executor.release(up)
+
+    def start_run() -> str:
+        nonlocal log_dir
+        rid = new_run_id()
+        commit, dirty = _git(ws.root)
+        ws.records.start_run(
+            rid,
+            pipeline.file,
+            command=command,
+            executor=executor.name,
+            env=env,
+            git_commit=commit,
+            git_dirty=None if dirty is None else int(dirty),
+            host=socket.gethostname(),
+            user=getpass.getuser(),
+        )
+        log_dir = ws.project.state_dir / "logs" / rid
+        summary.run_id = rid
+        return rid
+
+    while sorter.is_active():
+        for name in sorter.get_ready():
+            stage = pipeline.stages[name]
+            blocked = [u for u in pipeline.upstream(name) if u not in known]
+            if blocked or (failed and name not in known):
+                on_event(StageEvent("skipped", name))
+                settle(name, "skipped")
+                continue
+            inputs = [(str(r), known[r.stage][r.output]) for r in stage.inputs]
+            deps = file_deps(ws, stage)
+            key, parts = stage_key(stage, inputs, deps)
+            if name not in forced:
+                outputs = cached_outputs(ws, stage, key)
+                if outputs is not None:
+                    known[name] = outputs
+                    summary.outputs[name] = outputs
+                    records.append(_record(stage, key, parts, "cached", outputs))
+                    on_event(StageEvent("cached", name))
+                    settle(name, "cached")
+                    continue
+            if run_id is None:
+                run_id = start_run()
+            assert log_dir is not None
+            job = StageJob(
+                root=str(ws.root),
+                transforms=ws.project.config.transforms,
+                store_root=str(ws.store.root),
+                stage=stage,
+                key=key,
+                key_parts=parts,
+                inputs=[fp for _, fp in inputs],
+                log=str(log_dir / f"{name}.log"),
+            )
+            on_event(StageEvent("running", name))
+            running[executor.submit(job)] = (name, key, parts, time.time())
+        if not running:
+            continue
+        finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for future in finished:
+            name, key, parts, started = running.pop(future)
+            stage = pipeline.stages[name]
+            result = future.result()
+            log = str(log_dir / f"{name}.log") if log_dir else None
+            summary.durations[name] = result.duration
+            if result.ok:
+                known[name] = result.outputs
+                summary.outputs[name] = result.outputs
+                rows = next(iter(result.shapes.values()), [None])[0]
+                on_event(StageEvent("done", name, result.duration, log=log, rows=rows))
+                records.append(_record(stage, key, parts, "done", result.outputs, result, started))
+                settle(name, "done")
+            else:
+                failed = True
+                event = StageEvent("failed", name, result.duration, result.error, result.where, log)
+                summary.failures.append(event)
+                on_event(event)
+                records.append(_record(stage, key, parts, "failed", None, result, started, log))
+                settle(name, "failed")
+    summary.errors = executor.close()
+    if summary.failures or summary.errors:
+        summary.status = "failed"
+    if run_id is not None:
+        for rec in records:
+            rec.run_id = run_id
+        ws.records.finish_run(run_id, summary.status, records)
+    ws.hasher.save()
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _record(
+    stage: Any,
+    key: str,
+    parts: dict[str, Any],
+    status: str,
+    outputs: dict[str, str] | None,
+    result: StageResult | None = None,
+    started: float | None = None,
+    log: str | None = None,
+) -> StageRecord:
+    return StageRecord(
+        run_id="",
+        stage=stage.name,
+        status=status,
+        key=key,
+        uses=stage.uses,
+        code_hash=stage.code_hash,
+        config_hash=stage.config_hash,
+        config=stage.config,
+        inputs=parts["inputs"],
+        deps=parts["deps"],
+        versions=parts["versions"],
+        outputs=outputs,
+        started=started or time.time(),
+        duration=result.duration if result else None,
+        host=result.host if result else None,
+        error=result.error if result else None,
+        log=log,
+    )
+
+
+def resume_hint(argv: list[str]) -> str:
+    """The command to resume: the same command without ``--force`` (cached stages are reused)."""
+    parts = [a for a in argv if a not in ("--force", "-f")]
+    return " ".join(["tessera", *parts]) if parts and parts[0] != "tessera" else " ".join(parts)
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,31 @@
+"""The executor interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from concurrent.futures import Future
+
+from tessera.pipeline.execute import StageJob, StageResult
+
+
+class Executor(ABC):
+    """Runs stage jobs and reports their results through futures.
+
+    Executors start their resources lazily, on the first ``submit``, so a run where everything
+    is cached costs nothing.
+    """
+
+    name: str = "executor"
+    #: How many jobs it can usefully run at once (the scheduler submits up to this many).
+    capacity: int = 1
+
+    @abstractmethod
+    def submit(self, job: StageJob) -> Future[StageResult]:
+        """Start ``job``; the future resolves when its outputs are known."""
+
+    def release(self, stage: str) -> None:  # noqa: B027 - optional hook
+        """No stage that is still to run needs the outputs of ``stage`` any more."""
+
+    def close(self) -> list[str]:
+        """Wait for pending work (such as background writes); returns errors, if any."""
+        return []

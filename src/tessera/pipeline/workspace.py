@@ -1,0 +1,72 @@
+"""A workspace: one project, its pipeline resolved, and the stores it runs against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tessera.config.project import Project, load_project
+from tessera.config.spec import Overlay, PipelineSpec, load_overlay, load_pipeline_spec
+from tessera.data.hashing import FileHasher
+from tessera.data.store import ArtifactStore
+from tessera.pipeline.model import Pipeline
+from tessera.pipeline.records import RunRecords
+from tessera.pipeline.registry import Registry
+from tessera.pipeline.resolve import Resolver
+
+
+@dataclass
+class Workspace:
+    """Everything a command needs to plan, run or inspect a pipeline."""
+
+    project: Project
+    spec: PipelineSpec
+    overlay: Overlay
+    pipeline: Pipeline
+    resolver: Resolver
+    store: ArtifactStore
+    hasher: FileHasher
+    records: RunRecords
+
+    @property
+    def root(self) -> Path:
+        return self.project.root
+
+    @property
+    def registry(self) -> Registry:
+        return self.resolver.get_registry()
+
+    def close(self) -> None:
+        self.hasher.save()
+        self.records.close()
+
+
+def open_workspace(
+    root: Path | None = None,
+    *,
+    pipeline_file: str | None = None,
+    env: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Workspace:
+    """Load the project at (or above) ``root`` and resolve its pipeline.
+
+    Raises:
+        ConfigError: listing every problem in the project's configuration.
+    """
+    project = load_project(root)
+    spec = load_pipeline_spec(project, pipeline_file)
+    overlay = load_overlay(project, spec, env, list(overrides))
+    state = project.state_dir
+    hasher = FileHasher(state / "state" / "filehashes.json")
+    resolver = Resolver(project, spec, overlay, hasher)
+    pipeline = resolver.resolve()
+    return Workspace(
+        project=project,
+        spec=spec,
+        overlay=overlay,
+        pipeline=pipeline,
+        resolver=resolver,
+        store=ArtifactStore(state / "cache"),
+        hasher=hasher,
+        records=RunRecords(state / "meta.db"),
+    )
