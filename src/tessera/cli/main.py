@@ -49,8 +49,9 @@ def main() -> None:
     try:
         app()
     except TesseraError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.render()}", markup=True, soft_wrap=True,
-                          highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] {exc.render()}", markup=True, soft_wrap=True, highlight=False
+        )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -9,8 +9,9 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-console = Console(file=sys.stdout, highlight=False)
-err_console = Console(file=sys.stderr, highlight=False)
+# Both follow whatever sys.stdout / sys.stderr are when they print (tests capture them).
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
 
 
 def emit_json(data: Any) -> None:

@@ -18,7 +18,9 @@ EnvOpt = typer.Option(None, "--env", "-e", help="Environment overlay: envs/NAME.
 OverrideOpt = typer.Option(
     None, "--override", "-o", help="Override a parameter: STAGE.KEY=VALUE (repeatable)."
 )
-PipelineOpt = typer.Option(None, "--pipeline", "-p", help="Pipeline file (default from tessera.yaml).")
+PipelineOpt = typer.Option(
+    None, "--pipeline", "-p", help="Pipeline file (default from tessera.yaml)."
+)
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
 
 
@@ -35,9 +37,12 @@ def check_targets(ws: Workspace, targets: list[str]) -> None:
     from tessera.config.errors import ConfigError, Problem, did_you_mean
 
     problems = [
-        Problem(f"no stage named '{t}'", "command line", stage=t,
-                hint=did_you_mean(t, ws.pipeline.stages) or
-                f"stages: {', '.join(ws.pipeline.order)}")
+        Problem(
+            f"no stage named '{t}'",
+            "command line",
+            stage=t,
+            hint=did_you_mean(t, ws.pipeline.stages) or f"stages: {', '.join(ws.pipeline.order)}",
+        )
         for t in targets
         if t not in ws.pipeline.stages
     ]
@@ -77,8 +82,15 @@ def run(
     argv = sys.argv[1:]
     try:
         with view:
-            summary = run_pipeline(ws, ex, targets=stages or None, force=force, on_event=view,
-                                   command=" ".join(["tessera", *argv]), env=env)
+            summary = run_pipeline(
+                ws,
+                ex,
+                targets=stages or None,
+                force=force,
+                on_event=view,
+                command=" ".join(["tessera", *argv]),
+                env=env,
+            )
     finally:
         ws.close()
     if as_json:
@@ -103,7 +115,9 @@ def report(summary: RunSummary, argv: list[str]) -> None:
             )
         return
     for failure in summary.failures:
-        err_console.print(f"[bold red]Stage '{failure.stage}' failed:[/] {escape(failure.error or '')}")
+        err_console.print(
+            f"[bold red]Stage '{failure.stage}' failed:[/] {escape(failure.error or '')}"
+        )
         if failure.where:
             err_console.print(f"  at {failure.where}")
         if failure.log:
@@ -134,8 +148,12 @@ def status(
     finally:
         ws.close()
     if as_json:
-        emit_json({"stages": [s.to_dict() for s in result],
-                   "stale": sum(not s.up_to_date for s in result)})
+        emit_json(
+            {
+                "stages": [s.to_dict() for s in result],
+                "stale": sum(not s.up_to_date for s in result),
+            }
+        )
         return
     stale = [s for s in result if not s.up_to_date]
     if not stale:
@@ -164,13 +182,19 @@ def dag(
     ws = open_ws(env, None, pipeline)
     p = ws.pipeline
     if as_json:
-        emit_json({
-            "stages": [
-                {"stage": n, "uses": p.stages[n].uses, "outputs": p.stages[n].outputs,
-                 "inputs": [str(r) for r in p.stages[n].inputs]}
-                for n in p.order
-            ]
-        })
+        emit_json(
+            {
+                "stages": [
+                    {
+                        "stage": n,
+                        "uses": p.stages[n].uses,
+                        "outputs": p.stages[n].outputs,
+                        "inputs": [str(r) for r in p.stages[n].inputs],
+                    }
+                    for n in p.order
+                ]
+            }
+        )
         return
     print(render_dag(p, fmt))
 
@@ -196,8 +220,12 @@ def transformations(
     if name:
         t = registry.get(name)
         if t is None:
-            raise ConfigError(Problem(f"unknown transformation '{name}'",
-                                      hint=did_you_mean(name, registry.transformations)))
+            raise ConfigError(
+                Problem(
+                    f"unknown transformation '{name}'",
+                    hint=did_you_mean(name, registry.transformations),
+                )
+            )
         info = describe_transformation(t)
         if as_json:
             emit_json(info)
@@ -214,8 +242,9 @@ def transformations(
     for col in ("name", "inputs", "outputs", "summary"):
         table.add_column(col)
     for row in rows:
-        table.add_row(row["name"], str(row["inputs"]), ", ".join(row["outputs"]) or "-",
-                      row["summary"])
+        table.add_row(
+            row["name"], str(row["inputs"]), ", ".join(row["outputs"]) or "-", row["summary"]
+        )
     console.print(table)
 
 
@@ -224,4 +253,3 @@ def register(app: typer.Typer) -> None:
     app.command()(status)
     app.command()(dag)
     app.command()(transformations)
-

@@ -35,6 +35,9 @@ class RunView:
         self.live: Live | None = None
 
     def __enter__(self) -> RunView:
+        # In-process stages print into their log files; the view keeps the real terminal.
+        self._pinned = console.file
+        console.file = self._pinned
         if self.enabled and console.is_terminal:
             self.live = Live(self._table(), console=console, refresh_per_second=8, transient=False)
             self.live.__enter__()
@@ -49,6 +52,7 @@ class RunView:
         if self.live is not None:
             self.live.update(self._table())
             self.live.__exit__(exc_type, exc, tb)
+        console.file = None  # type: ignore[assignment]  # follow sys.stdout again
 
     def __call__(self, event: Any) -> None:
         self.state[event.stage] = event.kind
@@ -84,6 +88,12 @@ class RunView:
             else:
                 took = ""
             rows = self.rows.get(name)
-            table.add_row(Text(mark, style=style), name, uses, Text(kind, style=style),
-                          f"{rows:,}" if rows is not None else "", took)
+            table.add_row(
+                Text(mark, style=style),
+                name,
+                uses,
+                Text(kind, style=style),
+                f"{rows:,}" if rows is not None else "",
+                took,
+            )
         return table

@@ -21,8 +21,9 @@ def init(
 
     created = scaffold(directory, example)
     if as_json:
-        emit_json({"directory": str(directory), "example": example,
-                   "files": [str(p) for p in created]})
+        emit_json(
+            {"directory": str(directory), "example": example, "files": [str(p) for p in created]}
+        )
         return
     what = f"the '{example}' example" if example else "an empty project"
     console.print(f"Created {what} in [bold]{directory}[/] ({len(created)} files).")
@@ -55,12 +56,12 @@ def demo(
             console.print(f"Scaffolded the churn example into [bold]{directory}[/].")
     ws = open_workspace(directory)
     chdir(ws.root)
-    view = RunView({s: ws.pipeline.stages[s].uses for s in ws.pipeline.order},
-                   enabled=not as_json)
+    view = RunView({s: ws.pipeline.stages[s].uses for s in ws.pipeline.order}, enabled=not as_json)
     try:
         with view:
-            summary = run_pipeline(ws, make_executor("local", jobs), on_event=view,
-                                   command="tessera demo")
+            summary = run_pipeline(
+                ws, make_executor("local", jobs), on_event=view, command="tessera demo"
+            )
         info = demo_summary(ws, summary.outputs)
     finally:
         ws.close()
@@ -87,8 +88,15 @@ def demo_summary(ws: object, outputs: dict[str, dict[str, str]]) -> list[dict[st
             if (stage, name) in consumed and ws.pipeline.downstream(stage):
                 continue
             meta = pq.read_metadata(ws.store.object_path(fp))
-            tables.append({"stage": stage, "output": name, "rows": meta.num_rows,
-                           "columns": meta.num_columns, "version": fp})
+            tables.append(
+                {
+                    "stage": stage,
+                    "output": name,
+                    "rows": meta.num_rows,
+                    "columns": meta.num_columns,
+                    "version": fp,
+                }
+            )
     for stage in ws.pipeline.order:
         for path in ws.pipeline.stages[stage].outs:
             tables.append({"stage": stage, "output": path, "file": path})

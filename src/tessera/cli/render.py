@@ -39,9 +39,7 @@ def render_dag(p: Pipeline, fmt: str) -> str:
     lines = []
     for name in p.order:
         stage = p.stages[name]
-        src = ", ".join(
-            str(r) if _edge_label(r.output) else r.stage for r in stage.inputs
-        )
+        src = ", ".join(str(r) if _edge_label(r.output) else r.stage for r in stage.inputs)
         arrow = f"  <- {src}" if src else ""
         lines.append(f"{name:<{width}}  ({stage.uses}){arrow}")
     return "\n".join(lines)
@@ -61,7 +59,9 @@ def _fields(t: Transformation) -> list[dict[str, Any]]:
                 "name": f.alias or name,
                 "type": type_name or str(ann).replace("typing.", ""),
                 "required": f.is_required(),
-                "default": None if f.is_required() else repr(f.get_default(call_default_factory=True)),
+                "default": None
+                if f.is_required()
+                else repr(f.get_default(call_default_factory=True)),
                 "description": f.description or "",
             }
         )
@@ -73,8 +73,9 @@ def transformation_rows(items: list[Transformation]) -> list[dict[str, Any]]:
         {
             "name": t.name,
             "inputs": t.arity(),
-            "outputs": [] if not t.outputs else
-            ([] if t.outputs == (DEFAULT_OUTPUT,) else list(t.outputs)) or ["table"],
+            "outputs": []
+            if not t.outputs
+            else ([] if t.outputs == (DEFAULT_OUTPUT,) else list(t.outputs)) or ["table"],
             "summary": t.summary,
             "origin": t.origin,
         }
@@ -94,6 +95,14 @@ def describe_transformation(t: Transformation) -> dict[str, Any]:
         text.append(f"  {f['name']} ({f['type']}, {req}): {f['description']}")
     if t.doc:
         text += ["", t.doc]
-    return {"name": t.name, "summary": t.summary, "inputs": list(t.inputs),
-            "variadic": t.variadic is not None, "outputs": list(t.outputs),
-            "parameters": fields, "doc": t.doc, "origin": t.origin, "text": "\n".join(text)}
+    return {
+        "name": t.name,
+        "summary": t.summary,
+        "inputs": list(t.inputs),
+        "variadic": t.variadic is not None,
+        "outputs": list(t.outputs),
+        "parameters": fields,
+        "doc": t.doc,
+        "origin": t.origin,
+        "text": "\n".join(text),
+    }

@@ -3,8 +3,9 @@
 Starting from the function, we follow the global names its bytecode loads (including nested
 functions, lambdas and comprehensions). Functions, classes and modules that live in *local* code
 (the project directory, or Tessera itself) are hashed too, recursively; third-party libraries are
-represented by their versions in the cache key instead. Editing a helper in ``transforms/_helpers.py``
-therefore invalidates every stage whose transformation calls it, and nothing else.
+represented by their versions in the cache key instead. Editing a helper in
+``transforms/_helpers.py`` therefore invalidates every stage whose transformation calls it, and
+nothing else.
 """
 
 from __future__ import annotations

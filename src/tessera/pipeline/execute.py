@@ -53,18 +53,27 @@ class StageResult:
     where: str | None = None
 
 
-_REGISTRIES: dict[str, Any] = {}
+_REGISTRIES: dict[tuple[str, str], Any] = {}
 
 
 def registry_for(root: str, transforms: str) -> Any:
-    """The registry of a project, discovered once per process."""
-    if root not in _REGISTRIES:
-        from tessera.pipeline.registry import discover
+    """The registry of a project for a worker process, rediscovered when its files change.
 
-        if os.getcwd() != root:
-            os.chdir(root)
-        _REGISTRIES[root] = discover(Path(root), transforms)
-    return _REGISTRIES[root]
+    Worker processes (and long-lived Dask workers) serve many jobs; the transformation files'
+    names, sizes and modification times decide whether what they imported is still current.
+    """
+    from tessera.pipeline.registry import discover
+
+    if os.getcwd() != root:
+        os.chdir(root)
+    directory = Path(root) / transforms
+    files = sorted(directory.glob("*.py")) if directory.is_dir() else []
+    signature = repr([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
+    cache_key = (root, signature)
+    if cache_key not in _REGISTRIES:
+        _REGISTRIES.clear()
+        _REGISTRIES[cache_key] = discover(Path(root), transforms)
+    return _REGISTRIES[cache_key]
 
 
 def compute(job: StageJob, tables: list[Any], registry: Any) -> tuple[StageResult, dict[str, Any]]:
@@ -99,7 +108,9 @@ def compute(job: StageJob, tables: list[Any], registry: Any) -> tuple[StageResul
     return result, out_tables
 
 
-def finish(job: StageJob, result: StageResult, store: ArtifactStore, tables: dict[str, Any]) -> None:
+def finish(
+    job: StageJob, result: StageResult, store: ArtifactStore, tables: dict[str, Any]
+) -> None:
     """Store output tables and the cache entry. Objects first, so an entry never dangles."""
     for name, table in tables.items():
         store.put_table(table, result.outputs[name])
@@ -127,8 +138,12 @@ def run_job(job: StageJob) -> StageResult:
     try:
         tables = [store.get_table(fp) for fp in job.inputs]
     except Exception as exc:
-        return StageResult(job.stage.name, ok=False, error=f"{type(exc).__name__}: {exc}",
-                           host=socket.gethostname())
+        return StageResult(
+            job.stage.name,
+            ok=False,
+            error=f"{type(exc).__name__}: {exc}",
+            host=socket.gethostname(),
+        )
     result, out = compute(job, tables, registry)
     if result.ok:
         try:

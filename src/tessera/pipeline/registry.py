@@ -19,7 +19,9 @@ hand-kept list to edit.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.metadata
+import importlib.util
 import inspect
 import sys
 import typing
@@ -282,16 +284,34 @@ def _import(module: str) -> ModuleType:
     return importlib.import_module(module)
 
 
-def _purge_project_modules(root: Path) -> None:
-    """Forget modules imported from another (or an earlier state of this) project."""
-    prefix = str(root)
-    for mod_name, mod in list(sys.modules.items()):
-        file = getattr(mod, "__file__", None) or ""
-        paths = list(getattr(mod, "__path__", []) or [])
-        if (file and file.startswith(prefix) and "site-packages" not in file) or any(
-            str(p).startswith(prefix) for p in paths
-        ):
-            del sys.modules[mod_name]
+def _bind_package(name: str, directory: Path) -> None:
+    """Make ``import NAME`` mean the project's directory, whatever else is on ``sys.path``.
+
+    Earlier imports under that name (another project, an older state of this one, an unrelated
+    package or namespace package called ``transforms``) are forgotten first, so edited files are
+    imported afresh and nothing merges with them.
+    """
+    for mod_name in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[mod_name]
+    init = directory / "__init__.py"
+    spec: importlib.machinery.ModuleSpec | None
+    if init.is_file():
+        spec = importlib.util.spec_from_file_location(
+            name, init, submodule_search_locations=[str(directory)]
+        )
+    else:
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [str(directory)]
+    if spec is None:  # pragma: no cover - spec_from_file_location succeeds for a .py file
+        raise PipelineError(f"cannot import {directory} as package '{name}'")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    if spec.loader is not None and init.is_file():
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
 
 
 def discover(project_root: Path | None = None, transforms_dir: str = "transforms") -> Registry:
@@ -329,14 +349,22 @@ def _discover_project(
         return
     if not transforms_dir.isidentifier():
         problems.append(
-            Problem("the transforms directory must be a valid Python package name",
-                    "tessera.yaml", key="transforms", got=repr(transforms_dir))
+            Problem(
+                "the transforms directory must be a valid Python package name",
+                "tessera.yaml",
+                key="transforms",
+                got=repr(transforms_dir),
+            )
         )
         return
-    _purge_project_modules(root)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     importlib.invalidate_caches()
+    try:
+        _bind_package(transforms_dir, directory)
+    except Exception as exc:
+        problems.append(_import_problem(f"{transforms_dir}/__init__.py", directory, exc))
+        return
     for file in sorted(directory.glob("*.py")):
         if file.name.startswith("_"):
             continue

@@ -191,27 +191,47 @@ class Resolver:
                     (param, ref, ("inputs", param)) for param, ref in spec.inputs.items()
                 ]
                 unknown = [p for p in spec.inputs if p not in stage.input_params]
-                for param in unknown:
+                for bad in unknown:
                     problems.append(
-                        Problem(f"'{stage.uses}' has no input parameter '{param}'", file,
-                                self.spec.line(name, "inputs", param), name, f"inputs.{param}",
-                                expected=f"one of {stage.input_params}")
+                        Problem(
+                            f"'{stage.uses}' has no input parameter '{bad}'",
+                            file,
+                            self.spec.line(name, "inputs", bad),
+                            name,
+                            f"inputs.{bad}",
+                            expected=f"one of {stage.input_params}",
+                        )
                     )
             else:
                 items = [(None, ref, ("inputs", i)) for i, ref in enumerate(spec.inputs)]
+                unknown = []
             refs: list[InputRef] = []
-            for param, text, keypath in items:
+            for param, text, keypath in items:  # param is None for positional inputs
                 line = self.spec.line(name, *keypath)
-                key = ".".join(str(k) for k in keypath)
+                key_path = ".".join(str(k) for k in keypath)
                 upstream, _, output = str(text).partition(".")
                 if upstream == name:
-                    problems.append(Problem("a stage cannot use its own output", file, line,
-                                            name, key, got=repr(text)))
+                    problems.append(
+                        Problem(
+                            "a stage cannot use its own output",
+                            file,
+                            line,
+                            name,
+                            key_path,
+                            got=repr(text),
+                        )
+                    )
                     continue
                 if upstream not in self.spec.names:
                     problems.append(
-                        Problem(f"input '{text}' is not a stage", file, line, name, key,
-                                hint=did_you_mean(upstream, self.spec.names))
+                        Problem(
+                            f"input '{text}' is not a stage",
+                            file,
+                            line,
+                            name,
+                            key_path,
+                            hint=did_you_mean(upstream, self.spec.names),
+                        )
                     )
                     continue
                 up = stages.get(upstream)
@@ -221,17 +241,30 @@ class Resolver:
                     if len(up.outputs) != 1:
                         choices = ", ".join(f"{upstream}.{o}" for o in up.outputs) or "none"
                         problems.append(
-                            Problem(f"stage '{upstream}' has {len(up.outputs)} outputs; "
-                                    "name the one you want", file, line, name, key,
-                                    expected=choices, got=repr(text))
+                            Problem(
+                                f"stage '{upstream}' has {len(up.outputs)} outputs; "
+                                "name the one you want",
+                                file,
+                                line,
+                                name,
+                                key_path,
+                                expected=choices,
+                                got=repr(text),
+                            )
                         )
                         continue
                     output = up.outputs[0]
                 elif output not in up.outputs:
                     problems.append(
-                        Problem(f"stage '{upstream}' has no output '{output}'", file, line, name,
-                                key, expected=f"one of {up.outputs}",
-                                hint=did_you_mean(output, up.outputs))
+                        Problem(
+                            f"stage '{upstream}' has no output '{output}'",
+                            file,
+                            line,
+                            name,
+                            key_path,
+                            expected=f"one of {up.outputs}",
+                            hint=did_you_mean(output, up.outputs),
+                        )
                     )
                     continue
                 refs.append(InputRef(upstream, output, param))
@@ -241,23 +274,34 @@ class Resolver:
                 missing = [p for p in stage.input_params if p not in spec.inputs]
                 if missing and not unknown:
                     problems.append(
-                        Problem(f"missing inputs {missing} for '{stage.uses}'", file,
-                                self.spec.line(name, "inputs"), name, "inputs",
-                                expected=f"inputs for {stage.input_params}")
+                        Problem(
+                            f"missing inputs {missing} for '{stage.uses}'",
+                            file,
+                            self.spec.line(name, "inputs"),
+                            name,
+                            "inputs",
+                            expected=f"inputs for {stage.input_params}",
+                        )
                     )
             else:
                 n = len(spec.inputs)
-                ok = n >= len(stage.input_params) if stage.variadic else n == len(
-                    stage.input_params)
+                ok = (
+                    n >= len(stage.input_params) if stage.variadic else n == len(stage.input_params)
+                )
                 if not ok:
                     want = len(stage.input_params)
                     expected = f"at least {want}" if stage.variadic else str(want)
                     params = f" ({', '.join(stage.input_params)})" if stage.input_params else ""
                     problems.append(
-                        Problem(f"wrong number of inputs for '{stage.uses}'", file,
-                                self.spec.line(name, "inputs") or self.spec.line(name), name,
-                                "inputs", expected=f"{expected} input(s){params}",
-                                got=describe(list(spec.inputs)))
+                        Problem(
+                            f"wrong number of inputs for '{stage.uses}'",
+                            file,
+                            self.spec.line(name, "inputs") or self.spec.line(name),
+                            name,
+                            "inputs",
+                            expected=f"{expected} input(s){params}",
+                            got=describe(list(spec.inputs)),
+                        )
                     )
             stage.inputs = refs
         return problems
@@ -272,9 +316,14 @@ class Resolver:
                 upstream = str(text).partition(".")[0]
                 if upstream not in self.spec.names:
                     problems.append(
-                        Problem(f"input '{text}' is not a stage", self.spec.file,
-                                self.spec.line(name, "inputs", key), name, f"inputs.{key}",
-                                hint=did_you_mean(upstream, self.spec.names))
+                        Problem(
+                            f"input '{text}' is not a stage",
+                            self.spec.file,
+                            self.spec.line(name, "inputs", key),
+                            name,
+                            f"inputs.{key}",
+                            hint=did_you_mean(upstream, self.spec.names),
+                        )
                     )
         return problems
 
@@ -288,9 +337,14 @@ class Resolver:
         except graphlib.CycleError as exc:
             cycle = list(exc.args[1])
             return [
-                Problem(f"the stages form a cycle: {' -> '.join(cycle)}", self.spec.file,
-                        self.spec.line(cycle[0], "inputs"), cycle[0], "inputs",
-                        hint="remove one of these inputs")
+                Problem(
+                    f"the stages form a cycle: {' -> '.join(cycle)}",
+                    self.spec.file,
+                    self.spec.line(cycle[0], "inputs"),
+                    cycle[0],
+                    "inputs",
+                    hint="remove one of these inputs",
+                )
             ]
         return []
 
@@ -328,7 +382,11 @@ def _roles(annotation: Any, role_type: type) -> list[str]:
     """Path roles inside ``Optional[InputPath]``, ``list[OutputPath]`` and the like."""
     import typing
 
-    found = [m.role for m in getattr(annotation, "__metadata__", ()) if isinstance(m, role_type)]
+    found = [
+        str(getattr(m, "role", ""))
+        for m in getattr(annotation, "__metadata__", ())
+        if isinstance(m, role_type)
+    ]
     for arg in typing.get_args(annotation):
         found += _roles(arg, role_type)
     return found

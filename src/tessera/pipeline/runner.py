@@ -136,6 +136,7 @@ def run_pipeline(
         sorter.add(name, *pipeline.upstream(name))
         on_event(StageEvent("queued", name))
     sorter.prepare()
+    executor.prepare(ws.resolver.get_registry)
     running: dict[Future[StageResult], tuple[str, str, dict[str, Any], float]] = {}
 
     def settle(name: str, status: str) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from tessera.pipeline.runners.base import Executor
 
 
-def make_executor(kind: str, jobs: int, address: str | None = None,
-                  n_workers: int | None = None) -> Executor:
+def make_executor(
+    kind: str, jobs: int, address: str | None = None, n_workers: int | None = None
+) -> Executor:
     """The executor for ``--executor KIND -j JOBS``.
 
     ``local`` with one job runs stages in this process (outputs stay in memory for the next

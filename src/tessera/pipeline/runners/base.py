@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from tessera.pipeline.execute import StageJob, StageResult
+from tessera.pipeline.registry import Registry
 
 
 class Executor(ABC):
@@ -18,6 +20,9 @@ class Executor(ABC):
     name: str = "executor"
     #: How many jobs it can usefully run at once (the scheduler submits up to this many).
     capacity: int = 1
+
+    def prepare(self, registry: Callable[[], Registry]) -> None:  # noqa: B027 - optional hook
+        """Called before the first job with a way to get the run's (already loaded) registry."""
 
     @abstractmethod
     def submit(self, job: StageJob) -> Future[StageResult]:

@@ -29,15 +29,14 @@ class DaskExecutor(Executor):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise UsageError(
-                "the dask executor needs Dask: pip install 'tessera[dask]'"
-            ) from None
+            raise UsageError("the dask executor needs Dask: pip install 'tessera[dask]'") from None
         if self.address:
             try:
                 self._client = Client(self.address, timeout="10s")
             except OSError as exc:
-                raise UsageError(f"cannot reach the Dask scheduler at {self.address}: {exc}") \
-                    from None
+                raise UsageError(
+                    f"cannot reach the Dask scheduler at {self.address}: {exc}"
+                ) from None
             self.capacity = max(1, len(self._client.scheduler_info().get("workers", {})))
         else:
             self._cluster = LocalCluster(

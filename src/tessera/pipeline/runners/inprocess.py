@@ -7,12 +7,14 @@ Parquet files and the cache entry happens on two background threads while later 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from tessera.data.store import ArtifactStore
-from tessera.pipeline.execute import StageJob, StageResult, compute, finish, registry_for
+from tessera.pipeline.execute import StageJob, StageResult, compute, finish
+from tessera.pipeline.registry import Registry
 from tessera.pipeline.runners.base import Executor
 
 
@@ -24,10 +26,15 @@ class InProcessExecutor(Executor):
         self._tables: dict[tuple[str, str], Any] = {}
         self._writers: ThreadPoolExecutor | None = None
         self._writes: list[tuple[str, Future[None]]] = []
+        self._registry: Callable[[], Registry] | None = None
+
+    def prepare(self, registry: Callable[[], Registry]) -> None:
+        self._registry = registry
 
     def submit(self, job: StageJob) -> Future[StageResult]:
         store = ArtifactStore(Path(job.store_root))
-        registry = registry_for(job.root, job.transforms)
+        assert self._registry is not None, "prepare() must be called before submit()"
+        registry = self._registry()
         future: Future[StageResult] = Future()
         try:
             tables = []
