@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 
 # Both follow whatever sys.stdout / sys.stderr are when they print (tests capture them).
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def emit_json(data: Any) -> None:

@@ -54,8 +54,8 @@ class ProjectConfig(BaseModel):
     envs: str = Field(
         "envs", description="Directory of environment overlays (`--env NAME` reads NAME.yaml)."
     )
-    stores: StoresConfig = Field(default_factory=StoresConfig)  # type: ignore[arg-type]
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)  # type: ignore[arg-type]
+    stores: StoresConfig = Field(default_factory=StoresConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     defaults: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Default parameters per transformation name, lowest precedence.",

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tessera.config.errors import ConfigError, Problem, did_you_mean, raise_if
 from tessera.config.layers import Layer, Provenance, merge_layers, nest, parse_override
 from tessera.config.project import Project
-from tessera.config.validate import validate_model
+from tessera.config.validate import Locator, validate_model
 from tessera.config.yaml_io import KeyPath, YamlDocument, load_yaml
 
 STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -67,30 +67,49 @@ def load_pipeline_spec(project: Project, file: str | None = None) -> PipelineSpe
     problems: list[Problem] = []
     unknown = set(data) - {"stages", "description"}
     for key in sorted(unknown):
-        problems.append(Problem("unknown top-level key", name, doc.line_of((key,)), key=key,
-                                hint="a pipeline file has `stages:` and `description:`"))
+        problems.append(
+            Problem(
+                "unknown top-level key",
+                name,
+                doc.line_of((key,)),
+                key=key,
+                hint="a pipeline file has `stages:` and `description:`",
+            )
+        )
     stages: dict[str, StageSpec] = {}
     for stage, raw in data["stages"].items():
         stage = str(stage)
         if not STAGE_NAME.match(stage):
             problems.append(
-                Problem("invalid stage name", name, doc.line_of(("stages", stage)), stage,
-                        expected="letters, digits, '_' or '-', not starting with a digit")
+                Problem(
+                    "invalid stage name",
+                    name,
+                    doc.line_of(("stages", stage)),
+                    stage,
+                    expected="letters, digits, '_' or '-', not starting with a digit",
+                )
             )
             continue
         spec, found = validate_model(
             StageSpec,
             raw if raw is not None else {},
-            locate=lambda path, s=stage: (name, doc.line_of(("stages", s, *path))),
+            locate=_stage_locator(name, doc, stage),
             stage=stage,
         )
         problems += found
         if spec is not None:
             stages[stage] = spec
     return PipelineSpec(
-        file=name, document=doc, stages=stages, names=[str(s) for s in data["stages"]],
+        file=name,
+        document=doc,
+        stages=stages,
+        names=[str(s) for s in data["stages"]],
         problems=problems,
     )
+
+
+def _stage_locator(file: str, doc: YamlDocument, stage: str) -> Locator:
+    return lambda path: (file, doc.line_of(("stages", stage, *path)))
 
 
 @dataclass
@@ -100,12 +119,18 @@ class Overlay:
     env: str | None = None
     env_document: YamlDocument | None = None
     overrides: dict[str, list[tuple[list[str], Any, str]]] = field(default_factory=dict)
+    #: Problems found, reported together with the pipeline's own.
+    problems: list[Problem] = field(default_factory=list)
 
 
 def load_overlay(
     project: Project, pipeline: PipelineSpec, env: str | None, overrides: list[str]
 ) -> Overlay:
-    """Read ``--env NAME`` and ``-o STAGE.KEY=VALUE``, checking they name real stages."""
+    """Read ``--env NAME`` and ``-o STAGE.KEY=VALUE``, checking they name real stages.
+
+    Problems are collected in ``Overlay.problems`` (not raised) so that they are reported
+    together with everything else wrong in the pipeline.
+    """
     problems: list[Problem] = []
     overlay = Overlay(env=env)
     if env:
@@ -113,43 +138,65 @@ def load_overlay(
         path = project.root / rel
         if not path.is_file():
             available = sorted(p.stem for p in (project.root / project.config.envs).glob("*.yaml"))
-            raise ConfigError(
-                Problem(
-                    f"environment '{env}' not found",
-                    rel,
-                    hint=did_you_mean(env, available)
-                    or (f"available: {', '.join(available)}" if available else
-                        f"create {rel} with `stages: {{STAGE: {{KEY: VALUE}}}}`"),
-                )
+            hint = did_you_mean(env, available) or (
+                f"available: {', '.join(available)}"
+                if available
+                else f"create {rel} with `stages: {{STAGE: {{KEY: VALUE}}}}`"
             )
-        doc = load_yaml(path, rel)
+            problems.append(Problem(f"environment '{env}' not found", rel, hint=hint))
+            env = None
+    if env:
+        rel = f"{project.config.envs}/{env}.yaml"
+        try:
+            doc = load_yaml(project.root / rel, rel)
+        except ConfigError as exc:
+            problems += exc.problems
+            doc = YamlDocument(rel, {})
         data = doc.data or {}
         if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
-            raise ConfigError(Problem("an environment file maps `stages:` to parameters", rel, 1))
+            problems.append(Problem("an environment file maps `stages:` to parameters", rel, 1))
+            data = {}
         for key in sorted(set(data) - {"stages", "defaults"}):
-            problems.append(Problem("unknown top-level key", rel, doc.line_of((key,)), key=key,
-                                    hint="an environment file has `stages:` and `defaults:`"))
+            problems.append(
+                Problem(
+                    "unknown top-level key",
+                    rel,
+                    doc.line_of((key,)),
+                    key=key,
+                    hint="an environment file has `stages:` and `defaults:`",
+                )
+            )
         for stage in data.get("stages", {}):
             if stage not in pipeline.names:
                 problems.append(
-                    Problem("unknown stage", rel, doc.line_of(("stages", stage)), str(stage),
-                            hint=did_you_mean(str(stage), pipeline.names))
+                    Problem(
+                        "unknown stage",
+                        rel,
+                        doc.line_of(("stages", stage)),
+                        str(stage),
+                        hint=did_you_mean(str(stage), pipeline.names),
+                    )
                 )
         overlay.env_document = doc
     for text in overrides:
         try:
-            stage, path, value = parse_override(text)
+            stage, keys, value = parse_override(text)
         except ConfigError as exc:
             problems += exc.problems
             continue
         if stage not in pipeline.names:
             problems.append(
-                Problem("override names an unknown stage", "command line", stage=stage,
-                        key=text, hint=did_you_mean(stage, pipeline.names))
+                Problem(
+                    "override names an unknown stage",
+                    "command line",
+                    stage=stage,
+                    key=text,
+                    hint=did_you_mean(stage, pipeline.names),
+                )
             )
             continue
-        overlay.overrides.setdefault(stage, []).append((path, value, text))
-    raise_if(problems)
+        overlay.overrides.setdefault(stage, []).append((keys, value, text))
+    overlay.problems = problems
     return overlay
 
 
@@ -167,7 +214,9 @@ def stage_params(
     problems: list[Problem] = []
     defaults = _dig(project.document.data, ("defaults", spec.uses))
     if isinstance(defaults, dict):
-        layers.append(_layer("project defaults", defaults, project.document, ("defaults", spec.uses)))
+        layers.append(
+            _layer("project defaults", defaults, project.document, ("defaults", spec.uses))
+        )
     base_line = pipeline.line(stage)
     if isinstance(spec.with_, dict):
         layers.append(_layer("pipeline", spec.with_, pipeline.document, ("stages", stage, "with")))
@@ -178,8 +227,16 @@ def stage_params(
         key = "with" if rel == spec.with_ else "params"
         path = project.root / rel
         if not path.is_file():
-            problems.append(Problem("params file not found", pfile, pipeline.line(stage, key),
-                                    stage, key, got=repr(rel)))
+            problems.append(
+                Problem(
+                    "params file not found",
+                    pfile,
+                    pipeline.line(stage, key),
+                    stage,
+                    key,
+                    got=repr(rel),
+                )
+            )
             continue
         try:
             doc = load_yaml(path, rel)
@@ -189,8 +246,11 @@ def stage_params(
         if doc.data is None:
             continue
         if not isinstance(doc.data, dict):
-            problems.append(Problem("a params file must be a mapping", rel, 1, stage,
-                                    got=type(doc.data).__name__))
+            problems.append(
+                Problem(
+                    "a params file must be a mapping", rel, 1, stage, got=type(doc.data).__name__
+                )
+            )
             continue
         layers.append(_layer("params file", doc.data, doc, ()))
     env_doc = overlay.env_document
@@ -199,8 +259,8 @@ def stage_params(
             data = _dig(env_doc.data, prefix)
             if isinstance(data, dict):
                 layers.append(_layer(f"env {overlay.env}", data, env_doc, prefix))
-    for path, value, text in overlay.overrides.get(stage, []):
-        layers.append(Layer(f"override {text}", nest(path, value), "command line"))
+    for keys, value, text in overlay.overrides.get(stage, []):
+        layers.append(Layer(f"override {text}", nest(keys, value), "command line"))
     merged, prov = merge_layers(layers)
     if () not in prov:
         prov[()] = Provenance("pipeline", pfile, base_line)
@@ -219,5 +279,3 @@ def _layer(label: str, data: dict[str, Any], doc: YamlDocument, prefix: KeyPath)
     n = len(prefix)
     lines = {p[n:]: line for p, line in doc.lines.items() if p[:n] == prefix and len(p) > n}
     return Layer(label, data, doc.path, lines, doc.line_of(prefix))
-
-

@@ -57,8 +57,14 @@ def validate_model(
             kind = err["type"]
             if kind == "missing":
                 problems.append(
-                    Problem("missing required key", file, line, stage, key or None,
-                            expected=_expected(model, loc))
+                    Problem(
+                        "missing required key",
+                        file,
+                        line,
+                        stage,
+                        key or None,
+                        expected=_expected(model, loc),
+                    )
                 )
             elif kind == "extra_forbidden":
                 name = str(loc[-1]) if loc else ""

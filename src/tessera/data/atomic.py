@@ -7,6 +7,7 @@ detected and recomputed rather than trusted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -22,10 +23,8 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 

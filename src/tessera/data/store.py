@@ -14,8 +14,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
-
 from tessera.data.atomic import atomic_write, atomic_write_text
 from tessera.data.errors import CorruptArtifactError, DataError
 

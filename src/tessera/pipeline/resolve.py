@@ -164,7 +164,7 @@ class Resolver:
     def resolve(self) -> Pipeline:
         """Resolve and check every stage; raise one ``ConfigError`` listing all problems."""
         self.load_memo()
-        problems: list[Problem] = list(self.spec.problems)
+        problems: list[Problem] = [*self.spec.problems, *self.overlay.problems]
         stages: dict[str, ResolvedStage] = {}
         for name in self.spec.stages:
             stage, found = self.resolve_stage(name)
