@@ -75,19 +75,26 @@ def demo(
 
 
 def demo_summary(ws: object, outputs: dict[str, dict[str, str]]) -> list[dict[str, object]]:
-    """Rows and columns of the final tables (outputs no other stage consumes)."""
+    """The final tables: outputs that no stage transforms further (only sinks consume them)."""
     import pyarrow.parquet as pq
 
     from tessera.pipeline.workspace import Workspace
 
     assert isinstance(ws, Workspace)
-    consumed = {(r.stage, r.output) for s in ws.pipeline.stages.values() for r in s.inputs}
-    tables = []
-    for stage in ws.pipeline.order:
+    p = ws.pipeline
+    transformed = {(r.stage, r.output) for s in p.stages.values() if s.outputs for r in s.inputs}
+    tables: list[dict[str, object]] = []
+    for stage in p.order:
         for name, fp in outputs.get(stage, {}).items():
-            if (stage, name) in consumed and ws.pipeline.downstream(stage):
+            if (stage, name) in transformed:
                 continue
             meta = pq.read_metadata(ws.store.object_path(fp))
+            files = [
+                f
+                for d in p.downstream(stage)
+                for f in p.stages[d].outs
+                if any(r.stage == stage and r.output == name for r in p.stages[d].inputs)
+            ]
             tables.append(
                 {
                     "stage": stage,
@@ -95,11 +102,9 @@ def demo_summary(ws: object, outputs: dict[str, dict[str, str]]) -> list[dict[st
                     "rows": meta.num_rows,
                     "columns": meta.num_columns,
                     "version": fp,
+                    "files": files,
                 }
             )
-    for stage in ws.pipeline.order:
-        for path in ws.pipeline.stages[stage].outs:
-            tables.append({"stage": stage, "output": path, "file": path})
     return tables
 
 
@@ -107,13 +112,13 @@ def print_summary(directory: Path, tables: list[dict[str, object]]) -> None:
     console.print()
     console.print("[bold]Results[/]")
     for t in tables:
-        if "file" in t:
-            console.print(f"  {t['stage']}: wrote {t['file']}")
-        else:
-            console.print(
-                f"  {t['stage']}.{t['output']}: {t['rows']:,} rows x {t['columns']} columns "
-                f"(version {str(t['version'])[:12]})"
-            )
+        name = t["stage"] if t["output"] == "out" else f"{t['stage']}.{t['output']}"
+        files = t["files"]
+        written = f" -> {', '.join(map(str, files))}" if isinstance(files, list) and files else ""
+        console.print(
+            f"  {name}: {t['rows']:,} rows x {t['columns']} columns "
+            f"(version {str(t['version'])[:12]}){written}"
+        )
     console.print()
     console.print("Try next:")
     console.print(f"  cd {directory}")

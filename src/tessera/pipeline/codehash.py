@@ -47,10 +47,10 @@ class _Hasher:
     def is_local(self, file: str | None) -> bool:
         if not file:
             return False
-        path = str(Path(file).resolve())
-        if "site-packages" in path and not path.startswith(_TESSERA_DIR):
+        path = Path(file).resolve()
+        if "site-packages" in path.parts and not path.is_relative_to(_TESSERA_DIR):
             return False
-        return any(path.startswith(root) for root in self.roots)
+        return any(path.is_relative_to(root) for root in self.roots)
 
     def visit(self, obj: Any, *, force: bool = False) -> None:
         if id(obj) in self.seen:

@@ -90,7 +90,7 @@ def compute(job: StageJob, tables: list[Any], registry: Any) -> tuple[StageResul
     with open(job.log, "w", encoding="utf-8") as log, _captured(log):
         try:
             t = require(registry, stage.uses)
-            config = t.config_model.model_validate(stage.config)
+            config = t.config_model.model_validate(stage.params)
             frames = [to_frame(tb) for tb in tables]
             outputs = t.call(frames, config)
             for name, value in outputs.items():

@@ -38,11 +38,15 @@ class ResolvedStage:
     files: dict[str, str] = field(default_factory=dict)
     inputs: list[InputRef] = field(default_factory=list)
     description: str | None = None
+    #: The merged parameters as written (YAML types intact, e.g. integer mapping keys); the
+    #: transformation's config is validated from these when the stage runs. ``config`` is
+    #: their validated JSON form, used for hashing and records.
+    params: dict[str, Any] = field(default_factory=dict)
 
     def to_memo(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("inputs")
-        data.pop("description")
+        for transient in ("inputs", "description", "params"):
+            data.pop(transient)
         return data
 
     @classmethod

@@ -127,16 +127,31 @@ def _missing_output(ws: Workspace, stage: ResolvedStage, key: str) -> str:
     return "output missing from the cache"
 
 
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
 def _config_diff(before: dict[str, Any], after: dict[str, Any]) -> str:
-    changes = []
-    for k in sorted(set(before) | set(after)):
-        if before.get(k) != after.get(k):
-            changes.append(f"{k} {_short(before.get(k))} -> {_short(after.get(k))}")
+    """``": bounds.amount.upper 1000.0 -> 500.0"``: the changed leaves, by dotted path."""
+    old, new = _flatten(before), _flatten(after)
+    missing = object()
+    changes = [
+        f"{k} {_short(old.get(k, missing))} -> {_short(new.get(k, missing))}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k, missing) != new.get(k, missing)
+    ]
     return f": {', '.join(changes)}" if changes else ""
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = repr(value) if isinstance(value, str | int | float | bool | list | dict) else "unset"
+    if value is None:
+        text = "None"
     return text if len(text) <= 40 else text[:37] + "..."
 
 

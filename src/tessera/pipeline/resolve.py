@@ -104,6 +104,7 @@ class Resolver:
             self.memo["stages"][memo_key] = stage.to_memo()
             self.memo_dirty = True
         stage.description = spec.description
+        stage.params = raw
         return stage, []
 
     def _files_unchanged(self, files: dict[str, str]) -> bool:

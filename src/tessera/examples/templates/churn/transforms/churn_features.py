@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from tessera import transformation
 
 from ._helpers import weighted_score
