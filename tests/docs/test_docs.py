@@ -80,7 +80,12 @@ def test_documented_examples_run(doc: Path, tmp_path: Path) -> None:
             cwd = (cwd / shlex.split(step.target)[1]).resolve()
             continue
         proc = subprocess.run(
-            step.target, shell=True, cwd=cwd, env=env, capture_output=True, text=True,
+            step.target,
+            shell=True,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=600,
         )
         output = " ".join((proc.stdout + proc.stderr).split())

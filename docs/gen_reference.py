@@ -1,0 +1,233 @@
+"""Generate the reference pages in docs/ from the code: config models, the registry, the CLI.
+
+Run with ``make docs``. ``tests/docs/test_reference.py`` fails when a page is out of date.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+DOCS = Path(__file__).resolve().parent
+
+CONFIG_INTRO = """# Configuration reference
+
+A project is configured by `tessera.yaml` (the project), `pipeline.yaml` (the stages), parameter
+files under `params/`, environment overlays under `envs/`, and `-o STAGE.KEY=VALUE` on the command
+line. Every file is validated before anything runs; every problem is reported with its file, line,
+stage and key path.
+
+## Parameter layers
+
+A stage's parameters are merged from these layers, lowest precedence first. Mappings merge key by
+key; any other value (lists included) is replaced whole by a higher layer.
+
+| layer | where | example |
+| --- | --- | --- |
+| project defaults | `defaults:` in `tessera.yaml`, by transformation name | `defaults: {train_test_split: {seed: 42}}` |
+| pipeline | the stage's `with:` mapping | `with: {test_size: 0.2}` |
+| params file | `with: params/split.yaml` (instead of a mapping), or `params: params/split.yaml` next to `with:` | `test_size: 0.25` |
+| environment overlay | `envs/NAME.yaml`, selected with `--env NAME`: `stages: {STAGE: {...}}` and `defaults: {TRANSFORMATION: {...}}` | `stages: {split: {test_size: 0.3}}` |
+| command line | `-o STAGE.KEY=VALUE`, the value read as YAML; nested keys with dots | `-o split.test_size=0.3`, `-o clip.bounds.age.upper=99` |
+
+YAML timestamps are not converted: `2024-01-31` stays a string until the transformation's config
+model says the field is a date.
+
+## Inputs
+
+`inputs:` is a list of upstream stages — `clean`, or `split.train` for one output of a stage with
+several — passed to the transformation's table parameters in order, or a mapping from parameter
+name to stage (`{left: customers, right: orders}`).
+"""
+
+TRANSFORMS_INTRO = """# Transformations
+
+A transformation is a plain typed function. Its table parameters are its inputs; the one
+parameter annotated with a pydantic model is its config, validated from the stage's parameters.
+Tessera finds transformations by introspection: its built-ins, every installed package that
+declares a `tessera.transformations` entry point, and every `transforms/*.py` file of the project
+(files starting with `_` are helpers: imported on demand, never scanned). Adding one is one file.
+
+```python
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from tessera import transformation
+
+
+class LagColumns(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    columns: list[str] = Field(description="Columns to lag.")
+    periods: int = Field(1, ge=1, description="How many rows back.")
+
+
+@transformation
+def my_lag(df: pd.DataFrame, cfg: LagColumns) -> pd.DataFrame:
+    \"\"\"Previous values of some columns.\"\"\"
+    return df.assign(**{f"{c}_prev": df[c].shift(cfg.periods) for c in cfg.columns})
+```
+
+- Several outputs: `@transformation(outputs=("train", "test"))` and return a dict (or a tuple in
+  that order); stages then use `split.train`.
+- A sink that writes files and returns nothing: `@transformation(outputs=())`.
+- Files: type a config field `InputPath` (read: its content joins the cache key) or `OutputPath`
+  (written: the stage is stale when the file is missing or was changed).
+- Libraries beyond pandas, numpy and pyarrow that decide the result:
+  `@transformation(libraries=("scikit-learn",))` adds their versions to the cache key.
+- Tables are index-free: a named index becomes columns, an unnamed one is dropped.
+
+The code hash in the cache key covers the function, its config model and every function or class
+of the project (or of Tessera) it reaches through its globals, so editing a helper in
+`transforms/_helpers.py` re-runs exactly the stages whose transformation calls it.
+
+**Learned statistics do not belong here.** Scalers, encoders, mean or median imputers fitted on a
+whole table would leak information from the test split into training. They are part of the
+model's preprocessing (fitted on the training split only, saved inside the model), which arrives
+with model specs. The built-ins below only use constants from their config.
+
+`tessera transformations` lists what a project can use; `tessera transformations NAME` shows one
+with its parameters.
+
+## Built-in catalogue
+"""
+
+CLI_INTRO = """# Command-line reference
+
+Every command that reports takes `--json` (machine-readable output on stdout). Exit codes: 0
+success, 1 the work failed (a stage), 2 bad usage or configuration. A user's mistake never
+prints a traceback.
+"""
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    text = str(annotation).replace("typing.", "").replace("NoneType", "None")
+    for junk in ("tessera.pipeline.registry.", "pydantic.main.", "<class '", "'>"):
+        text = text.replace(junk, "")
+    if "PathRole(role='input')" in text:
+        return "InputPath"
+    if "PathRole(role='output')" in text:
+        return "OutputPath"
+    return text
+
+
+def _default(field: Any) -> str:
+    if field.is_required():
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return "see below"
+    return f"`{value!r}`"
+
+
+def model_table(model: type[BaseModel]) -> list[str]:
+    lines = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    for name, field in model.model_fields.items():
+        desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        type_name = _type_name(field.annotation).replace("|", "\\|")
+        lines.append(f"| `{field.alias or name}` | `{type_name}` | {_default(field)} | {desc} |")
+    return lines
+
+
+def configuration() -> str:
+    from tessera.config.project import ExecutorConfig, ProjectConfig, StoresConfig
+    from tessera.config.spec import StageSpec
+
+    out = [CONFIG_INTRO, "## `tessera.yaml`", "", *model_table(ProjectConfig), ""]
+    out += ["### `stores:`", "", *model_table(StoresConfig), ""]
+    out += ["### `executor:`", "", *model_table(ExecutorConfig), ""]
+    out += ["## `pipeline.yaml`", "", "`stages:` maps each stage name to:", ""]
+    out += [*model_table(StageSpec), ""]
+    return "\n".join(out)
+
+
+def transformations() -> str:
+    from tessera.pipeline.registry import DEFAULT_OUTPUT, discover
+
+    registry = discover(None)
+    items = sorted(registry.transformations.values(), key=lambda t: (t.func.__module__, t.name))
+    out = [TRANSFORMS_INTRO]
+    out += ["| transformation | inputs | outputs | summary |", "| --- | --- | --- | --- |"]
+    for t in items:
+        outputs = (
+            "-"
+            if not t.outputs
+            else ("table" if t.outputs == (DEFAULT_OUTPUT,) else ", ".join(t.outputs))
+        )
+        out.append(f"| [`{t.name}`](#{t.name}) | {t.arity()} | {outputs} | {t.summary} |")
+    out.append("")
+    module = None
+    for t in items:
+        group = t.func.__module__.rsplit(".", 1)[-1]
+        if group != module:
+            module = group
+            out += [f"### {group}", ""]
+        out += [f"#### {t.name}", ""]
+        doc = t.doc.strip()
+        body = doc.split("\n", 1)[1].strip() if "\n" in doc else ""
+        out += [t.summary, ""]
+        if t.inputs or t.variadic:
+            names = ", ".join(t.inputs) + (f", *{t.variadic}" if t.variadic else "")
+            out += [f"Inputs: {names}.", ""]
+        if t.config_param:
+            out += [*model_table(t.config_model), ""]
+        if body:
+            out += [body, ""]
+    return "\n".join(out)
+
+
+def cli() -> str:
+    import typer
+
+    from tessera.cli.main import app
+
+    # Typer vendors its own Click; only its public duck-typed API is used here.
+    group: Any = typer.main.get_command(app)
+    out = [CLI_INTRO]
+    ctx = typer.Context(group, info_name="tessera")
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
+        sub = typer.Context(command, info_name=name, parent=ctx)
+        usage = " ".join(command.collect_usage_pieces(sub))
+        out += [
+            f"## `tessera {name}`",
+            "",
+            (command.help or "").strip(),
+            "",
+            "```text",
+            f"tessera {name} {usage}".strip(),
+            "```",
+            "",
+        ]
+        rows = []
+        for param in command.params:
+            if param.param_type_name == "argument":
+                rows.append((param.name.upper(), param.help or ""))
+            elif param.param_type_name == "option" and not param.hidden:
+                flags = ", ".join(param.opts + param.secondary_opts)
+                rows.append((flags, param.help or ""))
+        if rows:
+            out += ["| argument / option | meaning |", "| --- | --- |"]
+            out += [f"| `{a}` | {h} |" for a, h in rows]
+            out.append("")
+    return "\n".join(out)
+
+
+PAGES = {"configuration.md": configuration, "transformations.md": transformations, "cli.md": cli}
+
+
+def main() -> int:
+    for name, build in PAGES.items():
+        (DOCS / name).write_text(build().rstrip() + "\n")
+        print(f"wrote docs/{name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
