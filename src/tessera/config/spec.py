@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tessera.config.errors import ConfigError, Problem, did_you_mean, raise_if
+from tessera.config.errors import ConfigError, Problem, did_you_mean
 from tessera.config.layers import Layer, Provenance, merge_layers, nest, parse_override
 from tessera.config.project import Project
 from tessera.config.validate import Locator, validate_model
