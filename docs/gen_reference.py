@@ -34,6 +34,57 @@ key; any other value (lists included) is replaced whole by a higher layer.
 | environment overlay | `envs/NAME.yaml`, selected with `--env NAME`: `stages: {STAGE: {...}}` and `defaults: {TRANSFORMATION: {...}}` | `stages: {split: {test_size: 0.3}}` |
 | command line | `-o STAGE.KEY=VALUE`, the value read as YAML; nested keys with dots | `-o split.test_size=0.3`, `-o clip.bounds.age.upper=99` |
 
+For example, with a project default, a params file and an environment overlay:
+
+```console
+$ tessera init layered
+$ cd layered
+```
+
+```text file=data/points.csv
+x,label
+1.0,a
+2.0,b
+3.0,a
+4.0,b
+5.0,a
+```
+
+```yaml file=tessera.yaml
+name: layered
+defaults:
+  train_test_split: {seed: 7, test_size: 0.2}
+```
+
+```yaml file=params/split.yaml
+test_size: 0.4
+```
+
+```yaml file=envs/quick.yaml
+stages:
+  split: {test_size: 0.6}
+```
+
+```yaml file=pipeline.yaml
+stages:
+  raw:   {uses: read_table, with: {path: data/points.csv}}
+  split: {uses: train_test_split, inputs: [raw], params: params/split.yaml}
+```
+
+`tessera dag --json` shows each stage's validated config:
+
+```console
+$ tessera dag --json
+"seed": 7
+"test_size": 0.4
+$ tessera dag --json --env quick
+"test_size": 0.6
+$ tessera run --env quick -o split.seed=11 --json
+"status": "success"
+$ tessera run -o split.test_size=2  # exit 2
+command line stage 'split' key 'test_size': invalid value
+```
+
 YAML timestamps are not converted: `2024-01-31` stays a string until the transformation's config
 model says the field is a date.
 
@@ -52,23 +103,52 @@ Tessera finds transformations by introspection: its built-ins, every installed p
 declares a `tessera.transformations` entry point, and every `transforms/*.py` file of the project
 (files starting with `_` are helpers: imported on demand, never scanned). Adding one is one file.
 
-```python
+```console
+$ tessera init sales
+$ cd sales
+```
+
+```text file=data/sales.csv
+store,day,units
+a,2024-01-01,5
+a,2024-01-02,7
+b,2024-01-01,3
+b,2024-01-02,4
+```
+
+```python file=transforms/previous.py
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from tessera import transformation
 
 
-class LagColumns(BaseModel):
+class Previous(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    columns: list[str] = Field(description="Columns to lag.")
+    columns: list[str] = Field(description="Columns to look back on.")
+    by: str = Field(description="The entity column.")
     periods: int = Field(1, ge=1, description="How many rows back.")
 
 
 @transformation
-def my_lag(df: pd.DataFrame, cfg: LagColumns) -> pd.DataFrame:
-    \"\"\"Previous values of some columns.\"\"\"
-    return df.assign(**{f"{c}_prev": df[c].shift(cfg.periods) for c in cfg.columns})
+def previous_values(df: pd.DataFrame, cfg: Previous) -> pd.DataFrame:
+    \"\"\"Earlier values of some columns, per entity.\"\"\"
+    shifted = df.groupby(cfg.by)[cfg.columns].shift(cfg.periods)
+    return df.assign(**{f"{c}_prev": shifted[c] for c in cfg.columns})
+```
+
+```yaml file=pipeline.yaml
+stages:
+  raw:      {uses: read_table, with: {path: data/sales.csv}}
+  previous: {uses: previous_values, inputs: [raw], with: {columns: [units], by: store}}
+```
+
+```console
+$ tessera run
+2 ran, 0 cached
+$ tessera transformations previous_values
+previous_values: Earlier values of some columns, per entity.
+periods (int, default 1): How many rows back.
 ```
 
 - Several outputs: `@transformation(outputs=("train", "test"))` and return a dict (or a tuple in
@@ -103,6 +183,15 @@ prints a traceback.
 """
 
 
+def _field_type(field: Any) -> str:
+    roles = [getattr(m, "role", None) for m in field.metadata]
+    if "input" in roles:
+        return "InputPath"
+    if "output" in roles:
+        return "OutputPath"
+    return _type_name(field.annotation)
+
+
 def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and not typing.get_args(annotation):
         return annotation.__name__
@@ -129,7 +218,7 @@ def model_table(model: type[BaseModel]) -> list[str]:
     lines = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
     for name, field in model.model_fields.items():
         desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        type_name = _type_name(field.annotation).replace("|", "\\|")
+        type_name = _field_type(field).replace("|", "\\|")
         lines.append(f"| `{field.alias or name}` | `{type_name}` | {_default(field)} | {desc} |")
     return lines
 

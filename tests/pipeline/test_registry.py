@@ -42,7 +42,8 @@ def test_defaults_variadic_and_no_config() -> None:
 
     t = concat.__tessera_transformation__  # type: ignore[attr-defined]
     assert t.variadic == "frames" and t.outputs == (DEFAULT_OUTPUT,) and t.config_param is None
-    assert t.accepts(3) and t.accepts(0)
+    assert t.accepts(3) and t.accepts(1) and not t.accepts(0)
+    assert t.arity() == "at least 1"
 
 
 @pytest.mark.parametrize(
@@ -51,6 +52,7 @@ def test_defaults_variadic_and_no_config() -> None:
         ("def f(df, a: Cfg, b: Cfg): ...", "two config parameters"),
         ("def f(df, **kw): ...", r"cannot take \*\*kw"),
         ("def f(df, *, k=1): ...", "keyword-only parameter 'k'"),
+        ("def f(df, n: int = 3): ...", "parameter 'n' has a default"),
     ],
 )
 def test_bad_signatures_fail_at_definition(source: str, message: str) -> None:
@@ -97,3 +99,21 @@ def test_project_and_entry_point_discovery(tmp_path: Path, monkeypatch) -> None:
     assert {"acme_double", "mine", "read_table"} <= set(registry.transformations)
     assert registry.transformations["mine"].origin.endswith("transforms/mine.py:4")
     sys.modules.pop("acme_tx", None)
+
+
+def test_config_may_come_first_and_be_optional() -> None:
+    @transformation
+    def first(cfg: Cfg | None, df: pd.DataFrame) -> pd.DataFrame:
+        return df.assign(n=cfg.n if cfg else 0)
+
+    t = first.__tessera_transformation__  # type: ignore[attr-defined]
+    assert t.inputs == ("df",) and t.config_model is Cfg
+    out = t.call([pd.DataFrame({"x": [1]})], Cfg(n=5))
+    assert out[DEFAULT_OUTPUT]["n"].tolist() == [5]
+
+
+def test_yaml_12_booleans() -> None:
+    from tessera.config.yaml_io import parse_yaml
+
+    data = parse_yaml("on: [id]\nflag: yes\nreal: true\noff_: False").data
+    assert data == {"on": ["id"], "flag": "yes", "real": True, "off_": False}

@@ -173,7 +173,7 @@ def dag(
     pipeline: str = PipelineOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Print the pipeline's DAG as text, Mermaid or Graphviz DOT."""
+    """Print the DAG as text, Mermaid or Graphviz DOT (with --json: stages and their config)."""
     from tessera.cli.render import render_dag
     from tessera.errors import UsageError
 
@@ -190,6 +190,7 @@ def dag(
                         "uses": p.stages[n].uses,
                         "outputs": p.stages[n].outputs,
                         "inputs": [str(r) for r in p.stages[n].inputs],
+                        "config": p.stages[n].config,
                     }
                     for n in p.order
                 ]

@@ -23,7 +23,7 @@ STYLE = {
 
 
 class RunView:
-    """Shows stage states live on a terminal, or one line per finished stage otherwise."""
+    """Shows stage states live on a terminal, or one line per stage that ran otherwise."""
 
     def __init__(self, stages: dict[str, str], enabled: bool = True) -> None:
         self.uses = stages
@@ -39,7 +39,9 @@ class RunView:
         self._pinned = console.file
         console.file = self._pinned
         if self.enabled and console.is_terminal:
-            self.live = Live(self._table(), console=console, refresh_per_second=8, transient=False)
+            self.live = Live(
+                console=console, get_renderable=self._table, refresh_per_second=8, transient=False
+            )
             self.live.__enter__()
         return self
 
@@ -50,7 +52,7 @@ class RunView:
         tb: TracebackType | None,
     ) -> None:
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.refresh()
             self.live.__exit__(exc_type, exc, tb)
         console.file = None  # type: ignore[assignment]  # follow sys.stdout again
 
@@ -63,8 +65,10 @@ class RunView:
         if getattr(event, "rows", None) is not None:
             self.rows[event.stage] = event.rows
         if self.live is not None:
-            self.live.update(self._table())
-        elif self.enabled and event.kind in ("cached", "done", "failed", "skipped"):
+            self.live.refresh()
+        elif self.enabled and event.kind in ("done", "failed", "skipped"):
+            # Without a terminal, one line per stage that did something; the summary counts
+            # the cached ones.
             mark, style = STYLE[event.kind]
             took = f" {self.seconds[event.stage]:.2f}s" if event.stage in self.seconds else ""
             console.print(f"[{style}]{mark} {event.kind:<7}[/] {event.stage}{took}")

@@ -2,11 +2,13 @@
 
 Timestamps are deliberately *not* resolved: ``2024-01-31`` stays the string it was written as, and
 the pydantic model of the stage decides whether it is a date. That keeps parameters JSON-able and
-hashable exactly as written.
+hashable exactly as written. Booleans follow YAML 1.2 (``true``/``false`` only), so ``on``,
+``yes``, ``no`` and ``off`` are strings, as most people expect of a key like ``on:``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,15 @@ class _Loader(_Base):
     pass
 
 
+_BOOL = "tag:yaml.org,2002:bool"
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:timestamp", _BOOL)]
     for first, resolvers in _Base.yaml_implicit_resolvers.items()
 }
+# YAML 1.2 booleans only: `on:`, `yes`, `no` and `off` stay strings (a join's `on:` key!).
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 @dataclass

@@ -83,20 +83,26 @@ class Transformation:
     def summary(self) -> str:
         return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
+    def min_inputs(self) -> int:
+        """Fewest tables it takes (a ``*frames`` parameter wants at least one)."""
+        return max(len(self.inputs), 1) if self.variadic else len(self.inputs)
+
     def accepts(self, n_inputs: int) -> bool:
         """Whether ``n_inputs`` DataFrames can be passed to this transformation."""
         if self.variadic:
-            return n_inputs >= len(self.inputs)
+            return n_inputs >= self.min_inputs()
         return n_inputs == len(self.inputs)
 
     def arity(self) -> str:
-        n = len(self.inputs)
-        return f"at least {n}" if self.variadic else str(n)
+        return f"at least {self.min_inputs()}" if self.variadic else str(len(self.inputs))
 
     def call(self, frames: list[Any], config: BaseModel) -> dict[str, Any]:
         """Run the function and return its outputs by name."""
-        kwargs = {self.config_param: config} if self.config_param else {}
-        result = self.func(*frames, **kwargs)
+        kwargs: dict[str, Any] = {self.config_param: config} if self.config_param else {}
+        if self.variadic:
+            result = self.func(*frames, **kwargs)
+        else:  # by name, so the config may come first in the signature
+            result = self.func(**dict(zip(self.inputs, frames, strict=True)), **kwargs)
         return self._outputs(result)
 
     def _outputs(self, result: Any) -> dict[str, Any]:
@@ -186,6 +192,14 @@ def _annotations(fn: Callable[..., Any]) -> dict[str, Any]:
         return hints
 
 
+def _unwrap_optional(annotation: Any) -> Any:
+    """``Cfg | None`` -> ``Cfg``; anything else unchanged."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(args) == 1 and type(None) in typing.get_args(annotation):
+        return args[0]
+    return annotation
+
+
 def _describe(
     fn: Callable[..., Any],
     name: str | None,
@@ -201,7 +215,7 @@ def _describe(
     inputs: list[str] = []
     variadic: str | None = None
     for p in inspect.signature(fn).parameters.values():
-        ann = hints.get(p.name)
+        ann = _unwrap_optional(hints.get(p.name))
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if config_param is not None:
                 raise TransformationDefinitionError(
@@ -220,6 +234,11 @@ def _describe(
             raise TransformationDefinitionError(
                 f"transformation '{fn.__name__}' ({where}): keyword-only parameter '{p.name}' "
                 "must be the config, annotated with a pydantic model"
+            )
+        elif p.default is not inspect.Parameter.empty:
+            raise TransformationDefinitionError(
+                f"transformation '{fn.__name__}' ({where}): parameter '{p.name}' has a default, "
+                "so it is not a table; put parameters in the pydantic config model"
             )
         else:
             inputs.append(p.name)
@@ -324,8 +343,8 @@ def discover(project_root: Path | None = None, transforms_dir: str = "transforms
     problems: list[Problem] = []
     modules = [BUILTIN_MODULE]
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.value not in modules:
-            modules.append(ep.value)
+        if ep.module not in modules:  # "pkg.mod" or "pkg.mod:attr": the whole module is scanned
+            modules.append(ep.module)
     for module_name in modules:
         try:
             module = _import(module_name)
@@ -363,7 +382,9 @@ def _discover_project(
     try:
         _bind_package(transforms_dir, directory)
     except Exception as exc:
-        problems.append(_import_problem(f"{transforms_dir}/__init__.py", directory, exc))
+        problems.append(
+            _import_problem(f"{transforms_dir}/__init__.py", directory / "__init__.py", exc)
+        )
         return
     for file in sorted(directory.glob("*.py")):
         if file.name.startswith("_"):

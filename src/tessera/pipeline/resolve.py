@@ -286,11 +286,10 @@ class Resolver:
                     )
             else:
                 n = len(spec.inputs)
-                ok = (
-                    n >= len(stage.input_params) if stage.variadic else n == len(stage.input_params)
-                )
-                if not ok:
-                    want = len(stage.input_params)
+                want = len(stage.input_params)
+                if stage.variadic:
+                    want = max(want, 1)  # *frames wants at least one table
+                if n < want if stage.variadic else n != want:
                     expected = f"at least {want}" if stage.variadic else str(want)
                     params = f" ({', '.join(stage.input_params)})" if stage.input_params else ""
                     problems.append(

@@ -8,43 +8,53 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Hashable, Iterable, Sequence
-from typing import Annotated, TypeVar
 
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
-T = TypeVar("T", bound=Hashable)
+from pydantic import BaseModel, ConfigDict, field_validator
 
 #: How many column names an error message lists before eliding the rest.
 _PREVIEW = 20
 
 
 class TransformConfig(BaseModel):
-    """Base of every built-in config model: unknown keys are errors, not silently ignored."""
+    """Base of every built-in config model.
+
+    Unknown keys are errors, not silently ignored. Every list of strings (column names, parts,
+    aggregates, labels) must hold distinct, non-empty values, and the keys of every mapping
+    (column names) must not be empty.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        if isinstance(value, list):
+            _check_names(value)
+        elif isinstance(value, dict):
+            if "" in value:
+                raise ValueError("column names must not be empty")
+            for item in value.values():
+                if isinstance(item, list):
+                    _check_names(item)
+        return value
 
-def distinct(values: list[T]) -> list[T]:
-    """``values``, checked to hold no duplicates (a pydantic validator)."""
-    seen: set[T] = set()
-    dupes: list[T] = []
+
+def _check_names(values: list[object]) -> None:
+    """Reject empty and repeated strings in a list of names."""
+    if not all(isinstance(v, str) for v in values):
+        return
+    if "" in values:
+        raise ValueError("names must not be empty")
+    seen: set[object] = set()
+    dupes: list[object] = []
     for value in values:
         if value in seen and value not in dupes:
             dupes.append(value)
         seen.add(value)
     if dupes:
         raise ValueError(f"values must be distinct, got duplicates: {quoted(dupes)}")
-    return values
-
-
-#: A column name (never empty).
-ColumnName = Annotated[str, Field(min_length=1)]
-#: A list of distinct column names (possibly empty).
-ColumnNames = Annotated[list[ColumnName], AfterValidator(distinct)]
-#: A non-empty list of distinct column names.
-SomeColumns = Annotated[list[ColumnName], Field(min_length=1), AfterValidator(distinct)]
 
 
 def quoted(names: Iterable[Hashable]) -> str:
@@ -61,9 +71,21 @@ def preview(names: Sequence[Hashable], limit: int = _PREVIEW) -> str:
 
 
 def suggest(name: str, choices: Iterable[Hashable]) -> str | None:
-    """The closest name among ``choices``, or None when nothing is close."""
-    close = difflib.get_close_matches(name, [str(c) for c in choices], n=1, cutoff=0.6)
-    return close[0] if close else None
+    """The closest name among ``choices``, or None when nothing is close.
+
+    A different case (``Age`` for ``age``) wins, then a similar spelling, then the only name
+    containing ``name`` (``event_time`` for ``time``).
+    """
+    names = [str(c) for c in choices]
+    lowered = name.lower()
+    same = [n for n in names if n.lower() == lowered]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    containing = [n for n in names if lowered and lowered in n.lower()]
+    return containing[0] if len(containing) == 1 else None
 
 
 def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str = "the input") -> None:
@@ -127,7 +149,14 @@ def as_datetime(series: pd.Series, column: str) -> pd.Series:
     try:
         return pd.to_datetime(series)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise ValueError(f"column '{column}' cannot be parsed as dates: {exc}") from exc
+        first_error = exc
+    try:
+        # ISO 8601 values in several shapes: dates and datetimes mixed, with or without seconds.
+        return pd.to_datetime(series, format="ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(
+            f"column '{column}' cannot be parsed as dates: {first_error}"
+        ) from first_error
 
 
 def fresh_index(df: pd.DataFrame) -> pd.DataFrame:
@@ -146,6 +175,11 @@ def evaluate(df: pd.DataFrame, expr: str, what: str) -> object:
         return df.eval(expr, local_dict={}, global_dict={})
     except pd.errors.UndefinedVariableError as exc:
         name = str(exc).split("'")[1] if "'" in str(exc) else ""
+        if f"@{name}" in expr:
+            raise ValueError(
+                f"{what} {expr!r} refers to the variable '@{name}'; only the table's columns "
+                "can be used"
+            ) from exc
         close = suggest(name, df.columns) if name else None
         hint = f"; did you mean '{close}'?" if close else ""
         raise ValueError(

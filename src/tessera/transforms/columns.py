@@ -10,8 +10,6 @@ from pydantic import Field, field_validator, model_validator
 
 from tessera.pipeline.registry import transformation
 from tessera.transforms._common import (
-    ColumnName,
-    SomeColumns,
     TransformConfig,
     as_datetime,
     quoted,
@@ -22,7 +20,9 @@ from tessera.transforms._common import (
 class SelectColumns(TransformConfig):
     """Config of ``select_columns``."""
 
-    columns: SomeColumns = Field(description="The columns to keep, in the order to keep them.")
+    columns: list[str] = Field(
+        min_length=1, description="The columns to keep, in the order to keep them."
+    )
 
 
 @transformation(name="select_columns")
@@ -52,7 +52,7 @@ def select_columns(df: pd.DataFrame, cfg: SelectColumns) -> pd.DataFrame:
 class DropColumns(TransformConfig):
     """Config of ``drop_columns``."""
 
-    columns: SomeColumns = Field(description="The columns to remove.")
+    columns: list[str] = Field(min_length=1, description="The columns to remove.")
     missing_ok: bool = Field(
         False, description="Ignore columns that are not in the table instead of failing."
     )
@@ -88,13 +88,15 @@ def drop_columns(df: pd.DataFrame, cfg: DropColumns) -> pd.DataFrame:
 class RenameColumns(TransformConfig):
     """Config of ``rename_columns``."""
 
-    mapping: dict[ColumnName, ColumnName] = Field(
+    mapping: dict[str, str] = Field(
         min_length=1, description="Old name -> new name, for each column to rename."
     )
 
     @field_validator("mapping")
     @classmethod
     def _distinct_targets(cls, mapping: dict[str, str]) -> dict[str, str]:
+        if "" in mapping.values():
+            raise ValueError("new column names must not be empty")
         targets = list(mapping.values())
         dupes = sorted({t for t in targets if targets.count(t) > 1})
         if dupes:
@@ -182,7 +184,7 @@ def _cast(series: pd.Series, column: str, dtype: DType) -> pd.Series:
 class CastColumns(TransformConfig):
     """Config of ``cast_columns``."""
 
-    dtypes: dict[ColumnName, DType] = Field(
+    dtypes: dict[str, DType] = Field(
         min_length=1,
         description="Column -> type. `Int64` and `boolean` allow missing values, `int64` and "
         "`bool` do not; `datetime` parses text as dates; text casts to `bool`/`boolean` accept "
@@ -226,7 +228,7 @@ Scalar = bool | int | float | str
 class ReplaceValues(TransformConfig):
     """Config of ``replace_values``."""
 
-    mapping: dict[ColumnName, dict[Scalar, Scalar | None]] = Field(
+    mapping: dict[str, dict[Scalar, Scalar | None]] = Field(
         min_length=1,
         description="Column -> {old value: new value}. Keys must have the column's type "
         "(1 and '1' differ); a null new value makes the cell missing.",
@@ -287,14 +289,17 @@ def replace_values(df: pd.DataFrame, cfg: ReplaceValues) -> pd.DataFrame:
                     f"{quoted(bad.unique()[:5])}; add them, or set `unmapped: keep`"
                 )
         result = replaced if cfg.unmapped != "keep" else replaced.where(listed, series)
-        out[column] = result.infer_objects()
+        result = result.infer_objects()
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            result = result.astype("category")
+        out[column] = result
     return out.reset_index(drop=True)
 
 
 class CleanStrings(TransformConfig):
     """Config of ``clean_strings``."""
 
-    columns: SomeColumns = Field(description="The text columns to clean.")
+    columns: list[str] = Field(min_length=1, description="The text columns to clean.")
     strip: bool = Field(True, description="Remove leading and trailing whitespace.")
     lower: bool = Field(False, description="Convert to lower case.")
     collapse_whitespace: bool = Field(

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 import pandas as pd
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from tessera.pipeline.registry import transformation
 from tessera.transforms._common import (
-    SomeColumns,
     TransformConfig,
     preview,
     quoted,
@@ -29,7 +28,7 @@ class JoinTables(TransformConfig):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    on: SomeColumns = Field(description="Key columns, present in both inputs.")
+    on: list[str] = Field(min_length=1, description="Key columns, present in both inputs.")
     how: Literal["inner", "left", "right", "outer"] = Field(
         "left",
         description="Which rows to keep: `left` keeps every left row (in its order), `inner` only "
@@ -51,6 +50,14 @@ class JoinTables(TransformConfig):
         description="Let missing key values match each other. By default a row whose key is "
         "missing matches nothing (as in SQL) but is still kept by left/right/outer joins.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, data: object) -> object:
+        # YAML 1.1 (PyYAML) reads an unquoted `on:` key as the boolean true.
+        if isinstance(data, dict) and "on" not in data and any(k is True for k in data):
+            return {("on" if k is True else k): v for k, v in data.items()}
+        return data
 
     @field_validator("suffixes")
     @classmethod
@@ -75,11 +82,17 @@ def _merge(left: pd.DataFrame, right: pd.DataFrame, cfg: JoinTables, how: str) -
             f"join on {quoted(cfg.on)} failed: {exc}" + (f" ({hint})" if hint else "")
         ) from exc
     except (ValueError, TypeError) as exc:
-        types = ", ".join(f"'{c}': {left[c].dtype} vs {right[c].dtype}" for c in cfg.on)
-        raise ValueError(
-            f"join on {quoted(cfg.on)} failed: {exc} (key types {types}; cast_columns can make "
-            "them match)"
-        ) from exc
+        differ = [
+            f"'{c}' is {left[c].dtype} in the left input but {right[c].dtype} in the right"
+            for c in cfg.on
+            if left[c].dtype != right[c].dtype
+        ]
+        if differ:
+            raise ValueError(
+                f"join on {quoted(cfg.on)} failed: key {'; '.join(differ)}; give both the same "
+                "type (e.g. with cast_columns)"
+            ) from exc
+        raise ValueError(f"join on {quoted(cfg.on)} failed: {exc}") from exc
 
 
 @transformation(name="join_tables")

@@ -6,17 +6,15 @@ a column that cannot be parsed is an error naming it.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import pandas as pd
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from tessera.pipeline.registry import transformation
 from tessera.transforms._common import (
-    ColumnName,
     TransformConfig,
     as_datetime,
-    distinct,
     require_absent,
     require_columns,
 )
@@ -37,8 +35,8 @@ Part = Literal[
 class DateParts(TransformConfig):
     """Config of ``date_parts``."""
 
-    column: ColumnName = Field(description="The datetime (or date text) column.")
-    parts: Annotated[list[Part], AfterValidator(distinct)] = Field(
+    column: str = Field(min_length=1, description="The datetime (or date text) column.")
+    parts: list[Part] = Field(
         min_length=1,
         description="Parts to extract: year, quarter, month, day, dayofweek (Monday=0), "
         "dayofyear, hour, weekofyear (ISO week) and is_weekend.",
@@ -49,16 +47,19 @@ class DateParts(TransformConfig):
     )
 
 
+_ACCESSORS = {"dayofweek": "day_of_week", "dayofyear": "day_of_year"}
+
+
 def _part(dates: pd.Series, part: Part) -> pd.Series:
     dt = dates.dt
     values: pd.Series
     if part == "weekofyear":
         values = dt.isocalendar().week
     elif part == "is_weekend":
-        weekend = dt.dayofweek >= 5
+        weekend = dt.day_of_week >= 5
         return weekend.astype("boolean").mask(dates.isna()) if dates.isna().any() else weekend
     else:
-        values = getattr(dt, part)
+        values = getattr(dt, _ACCESSORS.get(part, part))
     # Whole numbers: int64 when no date is missing, float64 (NaN) otherwise, as pandas does.
     return values.astype("float64") if dates.isna().any() else values.astype("int64")
 
@@ -103,9 +104,9 @@ _UNITS = {"weeks": 604800.0, "days": 86400.0, "hours": 3600.0, "minutes": 60.0, 
 class DateDiff(TransformConfig):
     """Config of ``date_diff``."""
 
-    start: ColumnName = Field(description="The earlier datetime column.")
-    end: ColumnName = Field(description="The later datetime column.")
-    output: ColumnName = Field(description="Name of the new column.")
+    start: str = Field(min_length=1, description="The earlier datetime column.")
+    end: str = Field(min_length=1, description="The later datetime column.")
+    output: str = Field(min_length=1, description="Name of the new column.")
     unit: Literal["weeks", "days", "hours", "minutes", "seconds"] = Field(
         "days", description="Unit of the result."
     )

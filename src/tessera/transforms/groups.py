@@ -8,17 +8,14 @@ are events in time.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, cast
+from typing import Literal, cast
 
 import pandas as pd
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tessera.pipeline.registry import transformation
 from tessera.transforms._common import (
-    ColumnName,
-    SomeColumns,
     TransformConfig,
-    distinct,
     fresh_index,
     quoted,
     require_absent,
@@ -31,10 +28,8 @@ Agg = Literal["mean", "sum", "min", "max", "std", "count", "nunique", "first", "
 class GroupAggregate(TransformConfig):
     """Config of ``group_aggregate``."""
 
-    by: SomeColumns = Field(description="The columns defining the groups.")
-    aggregations: dict[
-        ColumnName, Annotated[list[Agg], Field(min_length=1), AfterValidator(distinct)]
-    ] = Field(
+    by: list[str] = Field(min_length=1, description="The columns defining the groups.")
+    aggregations: dict[str, list[Agg]] = Field(
         min_length=1,
         description="Column -> aggregates: mean, sum, min, max, std, count (non-missing "
         "values), nunique, first, last (first/last non-missing value by `order_by`), median.",
@@ -44,12 +39,24 @@ class GroupAggregate(TransformConfig):
         description="Keep every row and add its group's values (true), or return one row per "
         "group with the group columns first, sorted by them (false).",
     )
-    order_by: ColumnName | None = Field(
-        None, description="Order of rows within a group; required by `first` and `last`."
+    order_by: str | None = Field(
+        None,
+        min_length=1,
+        description="Order of rows within a group; required by `first` and `last`.",
     )
-    size: ColumnName | None = Field(
-        None, description="Also add a column of this name holding the number of rows per group."
+    size: str | None = Field(
+        None,
+        min_length=1,
+        description="Also add a column of this name holding the number of rows per group.",
     )
+
+    @field_validator("aggregations")
+    @classmethod
+    def _some_aggregates(cls, aggregations: dict[str, list[Agg]]) -> dict[str, list[Agg]]:
+        empty = [column for column, aggs in aggregations.items() if not aggs]
+        if empty:
+            raise ValueError(f"no aggregates given for {quoted(empty)}")
+        return aggregations
 
     @model_validator(mode="after")
     def _check(self) -> GroupAggregate:

@@ -18,8 +18,6 @@ from pydantic import Field, model_validator
 from tessera.data.atomic import atomic_write
 from tessera.pipeline.registry import InputPath, OutputPath, transformation
 from tessera.transforms._common import (
-    ColumnNames,
-    SomeColumns,
     TransformConfig,
     as_datetime,
     quoted,
@@ -67,11 +65,12 @@ class ReadTable(TransformConfig):
         description="File format; `auto` decides by suffix (.csv/.tsv/.txt, optionally "
         "compressed, or .parquet/.pq).",
     )
-    columns: SomeColumns | None = Field(
+    columns: list[str] | None = Field(
         None,
+        min_length=1,
         description="Read only these columns, in this order (default: every column).",
     )
-    parse_dates: ColumnNames = Field(
+    parse_dates: list[str] = Field(
         default_factory=list, description="Columns to parse as datetimes."
     )
     sep: str = Field(",", min_length=1, description="CSV field separator (ignored for Parquet).")
@@ -164,6 +163,9 @@ def read_table(cfg: ReadTable) -> pd.DataFrame:
                 pd.DataFrame(columns=names), [*(cfg.columns or []), *cfg.parse_dates], f"'{path}'"
             )
             df = pd.read_parquet(path, columns=cfg.columns)
+            if any(name is not None for name in df.index.names):
+                # A pandas index saved in the file: tables are index-free, it becomes columns.
+                df = df.reset_index()
     except (
         pa.ArrowException,
         pd.errors.ParserError,

@@ -24,8 +24,6 @@ from pydantic import Field
 
 from tessera.pipeline.registry import transformation
 from tessera.transforms._common import (
-    ColumnName,
-    SomeColumns,
     TransformConfig,
     require_absent,
     require_columns,
@@ -38,7 +36,7 @@ FillValue = bool | int | float | str | datetime.datetime | datetime.date
 class FillMissing(TransformConfig):
     """Config of ``fill_missing``."""
 
-    values: dict[ColumnName, FillValue] = Field(
+    values: dict[str, FillValue] = Field(
         min_length=1,
         description="Column -> the constant to put in its missing cells. Constants only: "
         "statistics such as the mean belong to the model's preprocessing, fitted after the split.",
@@ -120,8 +118,10 @@ def fill_missing(df: pd.DataFrame, cfg: FillMissing) -> pd.DataFrame:
 class DropMissing(TransformConfig):
     """Config of ``drop_missing``."""
 
-    subset: SomeColumns | None = Field(
-        None, description="Columns to look at for missing values (default: all columns)."
+    subset: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Columns to look at for missing values (default: all columns).",
     )
     how: Literal["any", "all"] = Field(
         "any",
@@ -158,7 +158,7 @@ def drop_missing(df: pd.DataFrame, cfg: DropMissing) -> pd.DataFrame:
 class FlagMissing(TransformConfig):
     """Config of ``flag_missing``."""
 
-    columns: SomeColumns = Field(description="Columns whose missing cells to flag.")
+    columns: list[str] = Field(min_length=1, description="Columns whose missing cells to flag.")
     suffix: str = Field(
         "_missing", min_length=1, description="Each flag column is named column + suffix."
     )

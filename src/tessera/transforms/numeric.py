@@ -17,8 +17,6 @@ from pydantic import Field, field_validator, model_validator
 
 from tessera.pipeline.registry import transformation
 from tessera.transforms._common import (
-    ColumnName,
-    SomeColumns,
     TransformConfig,
     evaluate,
     require_absent,
@@ -46,7 +44,7 @@ class Bounds(TransformConfig):
 class ClipValues(TransformConfig):
     """Config of ``clip_values``."""
 
-    bounds: dict[ColumnName, Bounds] = Field(
+    bounds: dict[str, Bounds] = Field(
         min_length=1, description="Column -> {lower, upper}: the range its values are clipped to."
     )
 
@@ -104,7 +102,7 @@ _LOGS = {"e": np.log, "2": np.log2, "10": np.log10}
 class LogTransform(TransformConfig):
     """Config of ``log_transform``."""
 
-    columns: SomeColumns = Field(description="The numeric columns to transform.")
+    columns: list[str] = Field(min_length=1, description="The numeric columns to transform.")
     base: Literal["e", "2", "10"] = Field("e", description="Base of the logarithm.")
     offset: float = Field(
         0.0, description="Added before taking the log, e.g. 1 for counts that can be 0."
@@ -164,7 +162,7 @@ def log_transform(df: pd.DataFrame, cfg: LogTransform) -> pd.DataFrame:
 class PowerTransform(TransformConfig):
     """Config of ``power_transform``."""
 
-    columns: SomeColumns = Field(description="The numeric columns to transform.")
+    columns: list[str] = Field(min_length=1, description="The numeric columns to transform.")
     power: float = Field(description="The exponent, e.g. 0.5 for a square root, 2 to square.")
     suffix: str | None = Field(
         None,
@@ -230,7 +228,7 @@ def power_transform(df: pd.DataFrame, cfg: PowerTransform) -> pd.DataFrame:
 class BinValues(TransformConfig):
     """Config of ``bin_values``."""
 
-    column: ColumnName = Field(description="The numeric column to bin.")
+    column: str = Field(min_length=1, description="The numeric column to bin.")
     edges: list[float] = Field(
         min_length=2, description="Bin edges, strictly increasing: n edges make n - 1 bins."
     )
@@ -238,8 +236,8 @@ class BinValues(TransformConfig):
         None,
         description="One distinct label per bin (default: the interval, like `(0, 10]`).",
     )
-    output: ColumnName | None = Field(
-        None, description="Name of the new column (default: column + `_bin`)."
+    output: str | None = Field(
+        None, min_length=1, description="Name of the new column (default: column + `_bin`)."
     )
     right: bool = Field(True, description="Bins include their right edge, (a, b]; false: [a, b).")
     include_lowest: bool = Field(
@@ -256,14 +254,11 @@ class BinValues(TransformConfig):
 
     @model_validator(mode="after")
     def _one_label_per_bin(self) -> BinValues:
-        if self.labels is not None:
-            if len(self.labels) != len(self.edges) - 1:
-                raise ValueError(
-                    f"{len(self.edges)} edges make {len(self.edges) - 1} bins, but "
-                    f"{len(self.labels)} labels are given"
-                )
-            if len(set(self.labels)) != len(self.labels):
-                raise ValueError("labels must be distinct")
+        if self.labels is not None and len(self.labels) != len(self.edges) - 1:
+            raise ValueError(
+                f"{len(self.edges)} edges make {len(self.edges) - 1} bins, but "
+                f"{len(self.labels)} labels are given"
+            )
         return self
 
 
@@ -321,9 +316,9 @@ def bin_values(df: pd.DataFrame, cfg: BinValues) -> pd.DataFrame:
 class RatioColumns(TransformConfig):
     """Config of ``ratio_columns``."""
 
-    numerator: ColumnName = Field(description="The numeric column to divide.")
-    denominator: ColumnName = Field(description="The numeric column to divide by.")
-    output: ColumnName = Field(description="Name of the new ratio column.")
+    numerator: str = Field(min_length=1, description="The numeric column to divide.")
+    denominator: str = Field(min_length=1, description="The numeric column to divide by.")
+    output: str = Field(min_length=1, description="Name of the new ratio column.")
     on_zero: float | None = Field(
         None, description="The ratio where the denominator is 0 (none: a missing value)."
     )
@@ -366,8 +361,9 @@ def ratio_columns(df: pd.DataFrame, cfg: RatioColumns) -> pd.DataFrame:
 class DeriveColumn(TransformConfig):
     """Config of ``derive_column``."""
 
-    output: ColumnName = Field(
-        description="Name of the column to add (an existing column of that name is replaced)."
+    output: str = Field(
+        min_length=1,
+        description="Name of the column to add (an existing column of that name is replaced).",
     )
     expr: str = Field(
         min_length=1,
@@ -378,7 +374,7 @@ class DeriveColumn(TransformConfig):
 
 @transformation(name="derive_column")
 def derive_column(df: pd.DataFrame, cfg: DeriveColumn) -> pd.DataFrame:
-    """Add a column computed from an expression over other columns (pandas ``eval``).
+    """Add a column computed from an expression over other columns (pandas eval syntax).
 
     Example:
         ```yaml

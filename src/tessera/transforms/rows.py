@@ -14,8 +14,6 @@ from pydantic import Field, model_validator
 
 from tessera.pipeline.registry import transformation
 from tessera.transforms._common import (
-    ColumnName,
-    SomeColumns,
     TransformConfig,
     evaluate,
     fresh_index,
@@ -35,7 +33,7 @@ class FilterRows(TransformConfig):
 
 @transformation(name="filter_rows")
 def filter_rows(df: pd.DataFrame, cfg: FilterRows) -> pd.DataFrame:
-    """Keep the rows for which a condition holds (pandas ``DataFrame.query`` syntax).
+    """Keep the rows for which a condition holds (pandas query syntax).
 
     Rows where the condition is missing (e.g. compares a missing value) are dropped.
 
@@ -69,8 +67,8 @@ def filter_rows(df: pd.DataFrame, cfg: FilterRows) -> pd.DataFrame:
 class DropDuplicates(TransformConfig):
     """Config of ``drop_duplicates``."""
 
-    subset: SomeColumns | None = Field(
-        None, description="Columns that identify a duplicate (default: all columns)."
+    subset: list[str] | None = Field(
+        None, min_length=1, description="Columns that identify a duplicate (default: all columns)."
     )
     keep: Literal["first", "last", "none"] = Field(
         "first",
@@ -108,7 +106,7 @@ def drop_duplicates(df: pd.DataFrame, cfg: DropDuplicates) -> pd.DataFrame:
 class SortRows(TransformConfig):
     """Config of ``sort_rows``."""
 
-    by: SomeColumns = Field(description="Columns to sort by, most significant first.")
+    by: list[str] = Field(min_length=1, description="Columns to sort by, most significant first.")
     ascending: bool | list[bool] = Field(
         True, description="Sort direction: one for all columns, or one per column of `by`."
     )
@@ -213,8 +211,10 @@ def sample_rows(df: pd.DataFrame, cfg: SampleRows) -> pd.DataFrame:
 class OneRowPer(TransformConfig):
     """Config of ``one_row_per``."""
 
-    by: SomeColumns = Field(description="Columns identifying an entity (e.g. customer_id).")
-    order_by: ColumnName = Field(description="Column deciding which row is first or last.")
+    by: list[str] = Field(
+        min_length=1, description="Columns identifying an entity (e.g. customer_id)."
+    )
+    order_by: str = Field(min_length=1, description="Column deciding which row is first or last.")
     keep: Literal["first", "last"] = Field(
         "last",
         description="Keep the row with the smallest (`first`) or largest (`last`) `order_by`.",

@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from tessera.pipeline.registry import transformation
-from tessera.transforms._common import ColumnName, TransformConfig, fresh_index, require_columns
+from tessera.transforms._common import TransformConfig, fresh_index, require_columns
 
 
 class TrainTestSplit(TransformConfig):
@@ -30,11 +30,13 @@ class TrainTestSplit(TransformConfig):
     test_size: float = Field(
         0.2, gt=0, lt=1, description="Fraction of the rows that go to the test set."
     )
-    target: ColumnName | None = Field(
-        None, description="The class column to stratify on (required by `stratified`)."
+    target: str | None = Field(
+        None,
+        min_length=1,
+        description="The class column to stratify on (required by `stratified`).",
     )
-    time_column: ColumnName | None = Field(
-        None, description="The column ordering rows in time (required by `time`)."
+    time_column: str | None = Field(
+        None, min_length=1, description="The column ordering rows in time (required by `time`)."
     )
     seed: int = Field(42, ge=0, description="Random seed (random and stratified strategies).")
 
@@ -101,7 +103,7 @@ def _by_time(times: pd.Series, cfg: TrainTestSplit) -> np.ndarray:
 
 @transformation(name="train_test_split", outputs=("train", "test"))
 def train_test_split(df: pd.DataFrame, cfg: TrainTestSplit) -> dict[str, pd.DataFrame]:
-    """Split a table into `train` and `test` tables: random, stratified by class, or by time.
+    """Split a table into train and test tables: random, stratified by class, or by time.
 
     With ``strategy: time`` the test set is the latest ``test_size`` fraction of rows by
     ``time_column``; rows tied with the cutoff time all go to the test set, so every training

@@ -10,25 +10,19 @@ placed after all others; rows with missing group keys form their own group.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import pandas as pd
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tessera.pipeline.registry import transformation
 from tessera.transforms._common import (
-    ColumnName,
-    ColumnNames,
-    SomeColumns,
     TransformConfig,
-    distinct,
     fresh_index,
     require_absent,
     require_columns,
     require_numeric,
 )
-
-Period = Annotated[int, Field(ge=1)]
 
 
 def _ordered(df: pd.DataFrame, by: list[str], order_by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -51,15 +45,29 @@ def _shift(values: pd.Series, keys: list[pd.Series], periods: int) -> pd.Series:
 class LagColumns(TransformConfig):
     """Config of ``lag_columns``."""
 
-    columns: SomeColumns = Field(description="The columns to lag.")
-    by: ColumnNames = Field(
+    columns: list[str] = Field(min_length=1, description="The columns to lag.")
+    by: list[str] = Field(
         default_factory=list,
         description="Group columns (e.g. customer_id): a row only sees earlier rows of its group.",
     )
-    order_by: ColumnName = Field(description="The column giving the order of rows (e.g. time).")
-    periods: Period | Annotated[list[Period], Field(min_length=1), AfterValidator(distinct)] = (
-        Field(1, description="How many rows back to look: one number or a list (1 = previous row).")
+    order_by: str = Field(
+        min_length=1, description="The column giving the order of rows (e.g. time)."
     )
+    periods: int | list[int] = Field(
+        1, description="How many rows back to look: one number or a list (1 = previous row)."
+    )
+
+    @field_validator("periods")
+    @classmethod
+    def _positive_distinct(cls, periods: int | list[int]) -> int | list[int]:
+        values = [periods] if isinstance(periods, int) else periods
+        if not values:
+            raise ValueError("give at least one period")
+        if any(p < 1 for p in values):
+            raise ValueError("periods must be 1 or more (a lag looks back; negative would leak)")
+        if len(set(values)) != len(values):
+            raise ValueError("periods must be distinct")
+        return periods
 
     @property
     def period_list(self) -> list[int]:
@@ -112,14 +120,16 @@ def _mean_only() -> list[Agg]:
 class RollingAggregate(TransformConfig):
     """Config of ``rolling_aggregate``."""
 
-    columns: SomeColumns = Field(description="The numeric columns to aggregate.")
-    by: ColumnNames = Field(
+    columns: list[str] = Field(min_length=1, description="The numeric columns to aggregate.")
+    by: list[str] = Field(
         default_factory=list,
         description="Group columns (e.g. customer_id): windows never cross groups.",
     )
-    order_by: ColumnName = Field(description="The column giving the order of rows (e.g. time).")
+    order_by: str = Field(
+        min_length=1, description="The column giving the order of rows (e.g. time)."
+    )
     window: int = Field(ge=1, description="Window length, in rows.")
-    aggs: Annotated[list[Agg], AfterValidator(distinct)] = Field(
+    aggs: list[Agg] = Field(
         default_factory=_mean_only,
         min_length=1,
         description="Aggregates over each window: mean, sum, min, max, std, count.",
