@@ -1,5 +1,5 @@
 # Tessera developer entry points. Needs only Python 3.11 and make: uv is bootstrapped into .tools/.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv

@@ -74,14 +74,6 @@ class Project:
     def state_dir(self) -> Path:
         return self.root / self.config.stores.root
 
-    def rel(self, path: Path | str) -> str:
-        """``path`` relative to the project root when it is inside it."""
-        p = Path(path)
-        try:
-            return str(p.resolve().relative_to(self.root))
-        except ValueError:
-            return str(p)
-
 
 def find_project(start: Path | None = None) -> Path:
     """The nearest directory at or above ``start`` holding ``tessera.yaml``."""

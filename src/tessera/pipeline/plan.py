@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tessera.pipeline.keys import stage_key
@@ -161,7 +160,3 @@ def _version_diff(last: StageRecord, stage: ResolvedStage) -> str:
     now = library_versions(stage.libraries)
     before = last.versions or {}
     return ", ".join(f"{k} {before.get(k)} -> {v}" for k, v in now.items() if before.get(k) != v)
-
-
-def stage_paths(ws: Workspace, stage: ResolvedStage) -> list[Path]:
-    return [ws.root / p for p in stage.outs]

@@ -155,10 +155,3 @@ class RunRecords:
             if data[name] is not None:
                 data[name] = json.loads(data[name])
         return StageRecord(**data)
-
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        cur = self.conn.execute("SELECT * FROM runs ORDER BY started DESC LIMIT ?", (limit,))
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]

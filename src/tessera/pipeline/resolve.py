@@ -32,7 +32,7 @@ from tessera.pipeline.model import InputRef, Pipeline, ResolvedStage
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from tessera.pipeline.registry import Registry, Transformation
+    from tessera.pipeline.registry import Registry
 
 MEMO_FILE = "resolved.json"
 
@@ -390,10 +390,3 @@ def _roles(annotation: Any, role_type: type) -> list[str]:
     for arg in typing.get_args(annotation):
         found += _roles(arg, role_type)
     return found
-
-
-def transformation_for(registry: Registry, stage: ResolvedStage) -> Transformation:
-    """The transformation a resolved stage runs (raises if it vanished since resolution)."""
-    from tessera.pipeline.registry import require
-
-    return require(registry, stage.uses)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import graphlib
-import os
 import socket
 import subprocess
 import time
@@ -269,9 +268,6 @@ def _record(
 
 def resume_hint(argv: list[str]) -> str:
     """The command to resume: the same command without ``--force`` (cached stages are reused)."""
-    parts = [a for a in argv if a not in ("--force", "-f")]
-    return " ".join(["tessera", *parts]) if parts and parts[0] != "tessera" else " ".join(parts)
+    import shlex
 
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1
+    return shlex.join(["tessera", *(a for a in argv if a not in ("--force", "-f"))])
