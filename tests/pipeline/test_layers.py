@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from support import Project
 from tessera.pipeline.workspace import open_workspace
+
+from support import Project
 
 
 def _shift(project: Project, env: str | None = None, overrides: tuple[str, ...] = ()) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -11,7 +11,9 @@ from rich.markup import escape
 from tessera.cli.output import console, emit_json, err_console
 
 if TYPE_CHECKING:
+    from tessera.cli.progress import RunView
     from tessera.pipeline.runner import RunSummary
+    from tessera.pipeline.runners import Executor
     from tessera.pipeline.workspace import Workspace
 
 EnvOpt = typer.Option(None, "--env", "-e", help="Environment overlay: envs/NAME.yaml.")
@@ -72,7 +74,6 @@ def run(
     if kind not in ("local", "dask"):
         raise UsageError(f"--executor must be 'local' or 'dask', got {kind!r}")
     from tessera.cli.progress import RunView
-    from tessera.pipeline.runner import run_pipeline
     from tessera.pipeline.runners import make_executor
 
     n_jobs = jobs or cfg.jobs
@@ -80,25 +81,37 @@ def run(
     selected = ws.pipeline.with_ancestors(stages) if stages else ws.pipeline.order
     view = RunView({s: ws.pipeline.stages[s].uses for s in selected}, enabled=not as_json)
     argv = sys.argv[1:]
-    try:
-        with view:
-            summary = run_pipeline(
-                ws,
-                ex,
-                targets=stages or None,
-                force=force,
-                on_event=view,
-                command=" ".join(["tessera", *argv]),
-                env=env,
-            )
-    finally:
-        ws.close()
+    summary = execute(
+        ws,
+        ex,
+        view,
+        targets=stages or None,
+        force=force,
+        command=" ".join(["tessera", *argv]),
+        env=env,
+    )
     if as_json:
         emit_json(summary.to_dict())
     else:
         report(summary, argv)
     if summary.status != "success":
         raise typer.Exit(1)
+
+
+def execute(ws: Workspace, executor: Executor, view: RunView, **options: Any) -> RunSummary:
+    """Run the pipeline behind the live view; Ctrl-C stops cleanly with exit code 130."""
+    from tessera.pipeline.runner import run_pipeline
+
+    try:
+        with view:
+            return run_pipeline(ws, executor, on_event=view, **options)
+    except KeyboardInterrupt:
+        err_console.print(
+            "Interrupted. Stages that finished are stored; run the same command to resume."
+        )
+        raise typer.Exit(130) from None
+    finally:
+        ws.close()
 
 
 def report(summary: RunSummary, argv: list[str]) -> None:

@@ -38,11 +38,10 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Scaffold the churn example (if needed) and run the whole pipeline on it."""
-    from tessera.cli.pipeline_cmds import report
+    from tessera.cli.pipeline_cmds import execute, report
     from tessera.cli.progress import RunView
     from tessera.config.project import PROJECT_FILE, chdir
     from tessera.examples import scaffold
-    from tessera.pipeline.runner import run_pipeline
     from tessera.pipeline.runners import make_executor
     from tessera.pipeline.workspace import open_workspace
 
@@ -57,14 +56,8 @@ def demo(
     ws = open_workspace(directory)
     chdir(ws.root)
     view = RunView({s: ws.pipeline.stages[s].uses for s in ws.pipeline.order}, enabled=not as_json)
-    try:
-        with view:
-            summary = run_pipeline(
-                ws, make_executor("local", jobs), on_event=view, command="tessera demo"
-            )
-        info = demo_summary(ws, summary.outputs)
-    finally:
-        ws.close()
+    summary = execute(ws, make_executor("local", jobs), view, command="tessera demo")
+    info = demo_summary(ws, summary.outputs)
     if as_json:
         emit_json({**summary.to_dict(), "tables": info})
     else:

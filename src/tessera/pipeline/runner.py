@@ -165,64 +165,77 @@ def run_pipeline(
         summary.run_id = rid
         return rid
 
-    while sorter.is_active():
-        for name in sorter.get_ready():
-            stage = pipeline.stages[name]
-            blocked = [u for u in pipeline.upstream(name) if u not in known]
-            if blocked or (failed and name not in known):
-                on_event(StageEvent("skipped", name))
-                settle(name, "skipped")
-                continue
-            inputs = [(str(r), known[r.stage][r.output]) for r in stage.inputs]
-            deps = file_deps(ws, stage)
-            key, parts = stage_key(stage, inputs, deps)
-            if name not in forced:
-                outputs = cached_outputs(ws, stage, key)
-                if outputs is not None:
-                    known[name] = outputs
-                    summary.outputs[name] = outputs
-                    records.append(_record(stage, key, parts, "cached", outputs))
-                    on_event(StageEvent("cached", name))
-                    settle(name, "cached")
+    try:
+        while sorter.is_active():
+            for name in sorter.get_ready():
+                stage = pipeline.stages[name]
+                blocked = [u for u in pipeline.upstream(name) if u not in known]
+                if blocked or (failed and name not in known):
+                    on_event(StageEvent("skipped", name))
+                    settle(name, "skipped")
                     continue
-            if run_id is None:
-                run_id = start_run()
-            assert log_dir is not None
-            job = StageJob(
-                root=str(ws.root),
-                transforms=ws.project.config.transforms,
-                store_root=str(ws.store.root),
-                stage=stage,
-                key=key,
-                key_parts=parts,
-                inputs=[fp for _, fp in inputs],
-                log=str(log_dir / f"{name}.log"),
-            )
-            on_event(StageEvent("running", name))
-            running[executor.submit(job)] = (name, key, parts, time.time())
-        if not running:
-            continue
-        finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-        for future in finished:
-            name, key, parts, started = running.pop(future)
-            stage = pipeline.stages[name]
-            result = future.result()
-            log = str(log_dir / f"{name}.log") if log_dir else None
-            summary.durations[name] = result.duration
-            if result.ok:
-                known[name] = result.outputs
-                summary.outputs[name] = result.outputs
-                rows = next(iter(result.shapes.values()), [None])[0]
-                on_event(StageEvent("done", name, result.duration, log=log, rows=rows))
-                records.append(_record(stage, key, parts, "done", result.outputs, result, started))
-                settle(name, "done")
-            else:
-                failed = True
-                event = StageEvent("failed", name, result.duration, result.error, result.where, log)
-                summary.failures.append(event)
-                on_event(event)
-                records.append(_record(stage, key, parts, "failed", None, result, started, log))
-                settle(name, "failed")
+                inputs = [(str(r), known[r.stage][r.output]) for r in stage.inputs]
+                deps = file_deps(ws, stage)
+                key, parts = stage_key(stage, inputs, deps)
+                if name not in forced:
+                    outputs = cached_outputs(ws, stage, key)
+                    if outputs is not None:
+                        known[name] = outputs
+                        summary.outputs[name] = outputs
+                        records.append(_record(stage, key, parts, "cached", outputs))
+                        on_event(StageEvent("cached", name))
+                        settle(name, "cached")
+                        continue
+                if run_id is None:
+                    run_id = start_run()
+                assert log_dir is not None
+                job = StageJob(
+                    root=str(ws.root),
+                    transforms=ws.project.config.transforms,
+                    store_root=str(ws.store.root),
+                    stage=stage,
+                    key=key,
+                    key_parts=parts,
+                    inputs=[fp for _, fp in inputs],
+                    log=str(log_dir / f"{name}.log"),
+                )
+                on_event(StageEvent("running", name))
+                running[executor.submit(job)] = (name, key, parts, time.time())
+            if not running:
+                continue
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                name, key, parts, started = running.pop(future)
+                stage = pipeline.stages[name]
+                result = future.result()
+                log = str(log_dir / f"{name}.log") if log_dir else None
+                summary.durations[name] = result.duration
+                if result.ok:
+                    known[name] = result.outputs
+                    summary.outputs[name] = result.outputs
+                    rows = next(iter(result.shapes.values()), [None])[0]
+                    on_event(StageEvent("done", name, result.duration, log=log, rows=rows))
+                    records.append(
+                        _record(stage, key, parts, "done", result.outputs, result, started)
+                    )
+                    settle(name, "done")
+                else:
+                    failed = True
+                    event = StageEvent(
+                        "failed", name, result.duration, result.error, result.where, log
+                    )
+                    summary.failures.append(event)
+                    on_event(event)
+                    records.append(_record(stage, key, parts, "failed", None, result, started, log))
+                    settle(name, "failed")
+    except BaseException:  # Ctrl-C or a bug: record what finished, then stop
+        executor.close(cancel=True)
+        if run_id is not None:
+            for rec in records:
+                rec.run_id = run_id
+            ws.records.finish_run(run_id, "interrupted", records)
+        ws.hasher.save()
+        raise
     summary.errors = executor.close()
     if summary.failures or summary.errors:
         summary.status = "failed"

@@ -31,6 +31,10 @@ class Executor(ABC):
     def release(self, stage: str) -> None:  # noqa: B027 - optional hook
         """No stage that is still to run needs the outputs of ``stage`` any more."""
 
-    def close(self) -> list[str]:
-        """Wait for pending work (such as background writes); returns errors, if any."""
+    def close(self, *, cancel: bool = False) -> list[str]:
+        """Wait for pending work (such as background writes); returns errors, if any.
+
+        With ``cancel``, jobs not started yet are dropped; running ones finish (their writes are
+        atomic, so stopping them half-way would gain nothing).
+        """
         return []

@@ -64,7 +64,7 @@ class DaskExecutor(Executor):
         remote.add_done_callback(done)
         return future
 
-    def close(self) -> list[str]:
+    def close(self, *, cancel: bool = False) -> list[str]:
         if self._client is not None:
             self._client.close()
         if self._cluster is not None:

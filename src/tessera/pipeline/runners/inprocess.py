@@ -62,7 +62,7 @@ class InProcessExecutor(Executor):
         for key in [k for k in self._tables if k[0] == stage]:
             del self._tables[key]
 
-    def close(self) -> list[str]:
+    def close(self, *, cancel: bool = False) -> list[str]:
         errors = []
         for stage, write in self._writes:
             exc = write.exception()

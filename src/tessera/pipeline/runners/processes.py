@@ -9,6 +9,7 @@ sequential run.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from tessera.pipeline.execute import StageJob, StageResult, run_job
@@ -25,11 +26,18 @@ class ProcessExecutor(Executor):
     def submit(self, job: StageJob) -> Future[StageResult]:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.capacity, mp_context=multiprocessing.get_context("spawn")
+                self.capacity,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_ignore_interrupts,
             )
         return self._pool.submit(run_job, job)
 
-    def close(self) -> list[str]:
+    def close(self, *, cancel: bool = False) -> list[str]:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
         return []
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C is the parent's to handle: workers finish their stage instead of dumping a trace."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
