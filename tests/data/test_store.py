@@ -32,10 +32,13 @@ def test_corrupted_artifact_is_detected(tmp_path) -> None:
     other = pa.table({"x": list(range(1, 1001))})
     store.put_table(other, "0" * 32)
     os.replace(store.object_path("0" * 32), path)  # right file name, wrong content
-    with pytest.raises(CorruptArtifactError, match="is corrupted"):
+    with pytest.raises(CorruptArtifactError, match="is corrupted") as info:
         store.get_table(fp)
+    assert not path.exists()  # moved aside: the next run recomputes it
+    assert info.value.moved_to is not None and info.value.moved_to.is_file()
+    store.put_table(table, fp)
     path.write_bytes(path.read_bytes()[:100])  # truncated
-    with pytest.raises(CorruptArtifactError):
+    with pytest.raises(CorruptArtifactError, match="will run again"):
         store.get_table(fp)
 
 

@@ -235,13 +235,19 @@ def test_failed_scaffold_leaves_nothing_behind(
         raise OSError("disk full")
 
     monkeypatch.setattr(tessera.examples.churn_data, "write_events", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UsageError, match=r"cannot create a project in .*: disk full"):
         scaffold(tmp_path / "new", "churn")
     assert not (tmp_path / "new").exists()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError):
         scaffold(tmp_path / "empty", "churn")
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_uncreatable_target_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(UsageError, match="cannot create a project in"):
+        scaffold(tmp_path / "f" / "proj")
 
 
 def test_summary(tmp_path: Path) -> None:

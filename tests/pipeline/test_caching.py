@@ -121,3 +121,20 @@ def test_run_records_are_kept(project: Project, tessera) -> None:
     ).fetchall()
     assert {r[0] for r in rows} == {"raw", "a", "b", "split", "left", "right", "joined"}
     assert all(r[1] and r[2] and r[3] and r[4] is not None for r in rows)
+
+
+def test_corrupted_artifact_is_quarantined_and_recomputed(project: Project, tessera) -> None:
+    result = tessera("run", "--json", cwd=project.root).json()
+    fp = next(s for s in result["stages"] if s["stage"] == "b")["outputs"]["out"]
+    path = project.root / ".tessera/cache/objects" / fp[:2] / f"{fp}.parquet"
+    path.write_bytes(path.read_bytes()[:60])  # truncated on disk
+    # 'split' must read b's output from the store: it is detected, moved aside, reported.
+    first = tessera("run", "-j", "2", "-o", "left.shift=9", "--force", "split", cwd=project.root)
+    assert first.code == 1
+    err = " ".join(first.err.split())
+    assert "is corrupted" in err and "will run again" in err
+    assert not path.exists()
+    assert list((project.root / ".tessera/cache/corrupt").iterdir())
+    second = statuses(tessera("run", "--json", cwd=project.root))
+    assert second["b"] == "done"  # recomputed, same content, same version id
+    assert path.is_file()

@@ -114,3 +114,36 @@ def test_bad_tessera_yaml(project: Project, tessera) -> None:
     err = " ".join(result.err.split())
     assert "tessera.yaml:2 key 'executor.kind': invalid value; expected 'local' or 'dask'" in err
     assert "key 'executor.jobs': invalid value; expected greater than or equal to 1" in err
+
+
+def test_defaults_for_unknown_transformation(project: Project, tessera) -> None:
+    project.write("tessera.yaml", "name: t\ndefaults:\n  afine: {shift: 1}\n  stack: {}\n")
+    result = tessera("status", cwd=project.root)
+    assert result.code == 2
+    assert "tessera.yaml:3 key 'defaults.afine': defaults for unknown transformation 'afine'" in (
+        " ".join(result.err.split())
+    )
+    assert "did you mean 'affine'?" in result.err
+
+
+def test_missing_transforms_directory_is_named(project: Project, tessera) -> None:
+    project.write("tessera.yaml", "name: t\ntransforms: code\n")
+    result = tessera("run", cwd=project.root)
+    assert result.code == 2
+    assert "the transforms directory 'code' does not exist" in result.err
+
+
+def test_missing_input_file_is_caught_before_running(project: Project, tessera) -> None:
+    result = tessera("run", "-o", "raw.path=data/nope.csv", cwd=project.root)
+    assert result.code == 2
+    err = " ".join(result.err.split())
+    assert "pipeline.yaml:2 stage 'raw': input file 'data/nope.csv' does not exist" in err
+    assert not (project.root / ".tessera" / "meta.db").exists()
+
+
+def test_unreadable_run_records(project: Project, tessera) -> None:
+    tessera("run", cwd=project.root)
+    (project.root / ".tessera" / "meta.db").write_text("garbage " * 200)
+    result = tessera("run", "-o", "a.factor=9", cwd=project.root)
+    assert result.code == 1
+    assert "cannot be read" in result.err and "Traceback" not in result.err

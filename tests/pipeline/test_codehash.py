@@ -75,3 +75,56 @@ def test_unrelated_edits_and_library_code_do_not_count(tmp_path: Path) -> None:
     edited["mod_helpers.py"] = FILES["mod_helpers.py"].replace("return 0", "return 1")
     main = _load(tmp_path, edited)
     assert code_hash(main.via_name, None, tmp_path).digest == before
+
+
+CONSTANTS = {
+    "mod_helpers.py": """
+        import re
+
+        FILL = 1.0
+        NAMES = ("a", "b")
+        PATTERN = re.compile("x+")
+
+        def fill(x):
+            return x if x else FILL
+        """,
+    "mod_main.py": """
+        from mod_helpers import fill, NAMES
+        import mod_helpers
+
+        ROUND = 4
+
+        def uses_constants(df):
+            return round(fill(df), ROUND), NAMES, mod_helpers.PATTERN
+        """,
+}
+
+
+def test_constants_are_hashed_by_value(tmp_path: Path) -> None:
+    main = _load(tmp_path, CONSTANTS)
+    before = code_hash(main.uses_constants, None, tmp_path).digest
+    assert code_hash(main.uses_constants, None, tmp_path).digest == before  # deterministic
+    for old, new, file in [
+        ("ROUND = 4", "ROUND = 1", "mod_main.py"),
+        ("FILL = 1.0", "FILL = 0.5", "mod_helpers.py"),
+        ('NAMES = ("a", "b")', 'NAMES = ("a", "c")', "mod_helpers.py"),
+        ('re.compile("x+")', 're.compile("y+")', "mod_helpers.py"),
+    ]:
+        edited = dict(CONSTANTS)
+        edited[file] = CONSTANTS[file].replace(old, new)
+        main = _load(tmp_path, edited)
+        assert code_hash(main.uses_constants, None, tmp_path).digest != before, old
+    main = _load(tmp_path, CONSTANTS)  # and back
+    assert code_hash(main.uses_constants, None, tmp_path).digest == before
+
+
+def test_value_repr_is_stable_or_absent() -> None:
+    import numpy as np
+
+    from tessera.pipeline.codehash import value_repr
+
+    assert value_repr({"b": 1, "a": (1.5, None)}) == value_repr({"a": (1.5, None), "b": 1})
+    assert value_repr({3, 1, 2}) == value_repr({2, 3, 1})
+    assert value_repr(np.arange(3)) != value_repr(np.arange(4))
+    assert value_repr(object()) is None  # no memory addresses in keys
+    assert value_repr([1, object()]) is None

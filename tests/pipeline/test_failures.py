@@ -67,3 +67,28 @@ def test_returning_a_non_table_fails_clearly(project: Project, tessera) -> None:
     result = tessera("run", cwd=project.root)
     assert result.code == 1
     assert "output 'out' of stage 'w' must be a pandas DataFrame, got int" in result.err
+
+
+def test_builtin_failure_points_at_the_stage(project: Project, tessera) -> None:
+    project.edit(
+        "pipeline.yaml",
+        "  joined:  {uses: stack, inputs: [left, right]}",
+        "  joined:  {uses: stack, inputs: [left, right]}\n"
+        "  picked:  {uses: select_columns, inputs: [joined], with: {columns: [x, nope]}}",
+    )
+    result = tessera("run", cwd=project.root)
+    assert result.code == 1
+    err = " ".join(result.err.split())
+    assert "column 'nope' not found" in err
+    assert "at pipeline.yaml:9 (stage 'picked')" in err
+
+
+def test_sink_directories_are_created(project: Project, tessera) -> None:
+    project.edit(
+        "pipeline.yaml",
+        "  joined:  {uses: stack, inputs: [left, right]}",
+        "  joined:  {uses: stack, inputs: [left, right]}\n"
+        "  saved:   {uses: write_table, inputs: [joined], with: {path: out/deep/joined.csv}}",
+    )
+    assert tessera("run", cwd=project.root).code == 0
+    assert (project.root / "out/deep/joined.csv").is_file()

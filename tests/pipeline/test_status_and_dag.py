@@ -63,3 +63,12 @@ def test_dag_formats(project: Project, tessera) -> None:
     assert joined["inputs"] == ["left.out", "right.out"]
     bad = tessera("dag", "--format", "png", cwd=project.root)
     assert bad.code == 2 and "--format must be text, mermaid or dot" in bad.err
+
+
+def test_reasons_compare_with_what_was_last_used(project: Project, tessera) -> None:
+    tessera("run", cwd=project.root)
+    tessera("run", "-o", "a.factor=5", cwd=project.root)
+    tessera("run", cwd=project.root)  # back to factor 2: everything cached, nothing ran
+    project.edit("transforms/_helpers.py", "return series * factor", "return factor * series")
+    reasons = _reasons(tessera, project)
+    assert reasons["a"] == ["code changed"]  # not "config changed: factor 5.0 -> 2.0"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tessera.errors import TesseraError
 
 
@@ -12,9 +14,9 @@ class DataError(TesseraError):
 class CorruptArtifactError(DataError):
     """A stored artifact does not match its content hash (truncated, edited or bit-rotten)."""
 
-    def __init__(self, path: str, expected: str, got: str) -> None:
-        self.path, self.expected, self.got = path, expected, got
-        super().__init__(
-            f"artifact {path} is corrupted: its content hashes to {got}, not {expected}; "
-            "it will be recomputed"
-        )
+    def __init__(self, path: str, expected: str, got: str, moved_to: Path | None = None) -> None:
+        self.path, self.expected, self.got, self.moved_to = path, expected, got, moved_to
+        what = f"artifact {path} is corrupted: expected content {expected}, got {got}"
+        if moved_to is not None:
+            what += f"; it was moved to {moved_to} and the stage that made it will run again"
+        super().__init__(what)

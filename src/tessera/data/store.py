@@ -78,12 +78,24 @@ class ArtifactStore:
         except FileNotFoundError:
             raise DataError(f"artifact {fingerprint} is not in the store ({path})") from None
         except (OSError, pa.ArrowException) as exc:
-            raise CorruptArtifactError(str(path), fingerprint, f"unreadable ({exc})") from exc
+            raise CorruptArtifactError(
+                str(path), fingerprint, f"unreadable ({exc})", self._quarantine(path)
+            ) from exc
         if verify:
             got = fingerprint_table(table)
             if got != fingerprint:
-                raise CorruptArtifactError(str(path), fingerprint, got)
+                raise CorruptArtifactError(str(path), fingerprint, got, self._quarantine(path))
         return table
+
+    def _quarantine(self, path: Path) -> Path | None:
+        """Move a damaged object aside, so the stage that made it is recomputed next time."""
+        target = self.root / "corrupt" / path.name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(target)
+        except OSError:
+            return None
+        return target
 
     # -- cache keys ------------------------------------------------------------------------
     def key_path(self, key: str) -> Path:

@@ -152,6 +152,9 @@ def scaffold(target: Path, example: str | None = None) -> list[Path]:
     existed = target.exists()
     try:
         created = _create(target, spec)
+    except OSError as exc:
+        _undo(target, existed)
+        raise UsageError(f"cannot create a project in '{target}': {exc.strerror or exc}") from None
     except BaseException:
         _undo(target, existed)
         raise

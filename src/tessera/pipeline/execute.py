@@ -128,6 +128,16 @@ def finish(
     )
 
 
+def failed(job: StageJob, exc: BaseException) -> StageResult:
+    """A result for a stage that could not even start (its inputs could not be read...)."""
+    Path(job.log).parent.mkdir(parents=True, exist_ok=True)
+    with open(job.log, "w", encoding="utf-8") as log:
+        traceback.print_exception(exc, file=log)
+    return StageResult(
+        job.stage.name, ok=False, error=f"{type(exc).__name__}: {exc}", host=socket.gethostname()
+    )
+
+
 def run_job(job: StageJob) -> StageResult:
     """Run a stage job start to finish, reading inputs from and writing outputs to the store.
 
@@ -138,12 +148,7 @@ def run_job(job: StageJob) -> StageResult:
     try:
         tables = [store.get_table(fp) for fp in job.inputs]
     except Exception as exc:
-        return StageResult(
-            job.stage.name,
-            ok=False,
-            error=f"{type(exc).__name__}: {exc}",
-            host=socket.gethostname(),
-        )
+        return failed(job, exc)
     result, out = compute(job, tables, registry)
     if result.ok:
         try:
@@ -169,13 +174,17 @@ def _captured(log: Any) -> Any:
 
 
 def _user_frame(exc: BaseException, root: str) -> str | None:
-    """``file:line`` of the deepest frame in project (or Tessera transform) code."""
+    """``file:line`` of the deepest frame in the project's own code, if any.
+
+    For a built-in transformation there is none; the scheduler then points at the stage in the
+    pipeline file instead, which is where the user can act.
+    """
     where = None
     tb = exc.__traceback__
+    prefix = root.rstrip(os.sep) + os.sep
     while tb is not None:
         file = tb.tb_frame.f_code.co_filename
-        if (file.startswith(root) and "site-packages" not in file) or "tessera/transforms" in file:
-            rel = os.path.relpath(file, root) if file.startswith(root) else file
-            where = f"{rel}:{tb.tb_lineno}"
+        if file.startswith(prefix) and "site-packages" not in file:
+            where = f"{os.path.relpath(file, root)}:{tb.tb_lineno}"
         tb = tb.tb_next
     return where

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from tessera.data.atomic import atomic_write_text
 from tessera.pipeline.keys import stage_key
 from tessera.pipeline.model import ResolvedStage
 from tessera.pipeline.records import StageRecord
@@ -90,7 +93,7 @@ def _explain(
     deps: dict[str, str],
     key: str | None,
 ) -> list[str]:
-    last = ws.records.last_success(ws.pipeline.file, stage.name)
+    last = last_state(ws, stage.name)
     missing = [p for p, h in deps.items() if h == "missing"]
     reasons = [f"input file missing: {p}" for p in missing]
     if last is None:
@@ -113,6 +116,50 @@ def _explain(
         else:
             reasons.append("not in the cache")
     return reasons
+
+
+LAST_STATE = "stages.json"
+
+
+def _last_state_path(ws: Workspace) -> Path:
+    return ws.project.state_dir / "state" / LAST_STATE
+
+
+def _load_last(ws: Workspace) -> dict[str, Any]:
+    try:
+        data = json.loads(_last_state_path(ws).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def last_state(ws: Workspace, stage: str) -> StageRecord | None:
+    """What the stage looked like the last time a run used it (ran it, or found it cached).
+
+    Kept in ``.tessera/state/stages.json``, written by every run, including runs with nothing to
+    do; the run records are the fallback when that file is gone.
+    """
+    entry = _load_last(ws).get(ws.pipeline.file, {}).get(stage)
+    if isinstance(entry, dict):
+        return StageRecord(run_id="", stage=stage, status="cached", **entry)
+    return ws.records.last_success(ws.pipeline.file, stage)
+
+
+def save_last_state(ws: Workspace, records: list[StageRecord]) -> None:
+    """Remember each used stage's key components (written only when something changed)."""
+    fields = ("key", "uses", "code_hash", "config_hash", "config", "inputs", "deps", "versions")
+    data = _load_last(ws)
+    current = data.setdefault(ws.pipeline.file, {})
+    changed = False
+    for rec in records:
+        if rec.status not in ("done", "cached"):
+            continue
+        entry = {f: getattr(rec, f) for f in fields}
+        if current.get(rec.stage) != entry:
+            current[rec.stage] = entry
+            changed = True
+    if changed:
+        atomic_write_text(_last_state_path(ws), json.dumps(data))
 
 
 def _missing_output(ws: Workspace, stage: ResolvedStage, key: str) -> str:

@@ -175,6 +175,8 @@ class Resolver:
         problems += self._wire(stages)
         problems += self._check_unresolved_inputs(stages)
         problems += self._check_cycles()
+        problems += self._check_defaults()
+        problems += self._check_transforms_dir(problems)
         if problems:
             raise ConfigError(problems)
         self.save_memo()
@@ -305,6 +307,41 @@ class Resolver:
                     )
             stage.inputs = refs
         return problems
+
+    def _check_defaults(self) -> list[Problem]:
+        """``defaults:`` must name transformations (a typo there would be silently unused)."""
+        used = {spec.uses for spec in self.spec.stages.values()}
+        unused = [name for name in self.project.config.defaults if name not in used]
+        if not unused:
+            return []  # every name is used by a stage, so it resolved: no need for the registry
+        registry = self.get_registry()
+        return [
+            Problem(
+                f"defaults for unknown transformation '{name}'",
+                "tessera.yaml",
+                self.project.document.line_of(("defaults", name)),
+                key=f"defaults.{name}",
+                hint=registry.suggest(name) or "see `tessera transformations`",
+            )
+            for name in unused
+            if registry.get(name) is None
+        ]
+
+    def _check_transforms_dir(self, problems: list[Problem]) -> list[Problem]:
+        """A configured transforms directory that does not exist explains unknown names."""
+        rel = self.project.config.transforms
+        if rel == "transforms" or (self.project.root / rel).is_dir():
+            return []
+        if not any("unknown transformation" in p.message for p in problems):
+            return []
+        return [
+            Problem(
+                f"the transforms directory '{rel}' does not exist",
+                "tessera.yaml",
+                self.project.document.line_of(("transforms",)),
+                key="transforms",
+            )
+        ]
 
     def _check_unresolved_inputs(self, stages: dict[str, ResolvedStage]) -> list[Problem]:
         """Input names of stages that could not be resolved are still worth checking."""

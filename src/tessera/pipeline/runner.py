@@ -21,7 +21,7 @@ from typing import Any
 
 from tessera.pipeline.execute import StageJob, StageResult
 from tessera.pipeline.keys import stage_key
-from tessera.pipeline.plan import cached_outputs, file_deps
+from tessera.pipeline.plan import cached_outputs, file_deps, save_last_state
 from tessera.pipeline.records import StageRecord
 from tessera.pipeline.runners.base import Executor
 from tessera.pipeline.workspace import Workspace
@@ -121,6 +121,7 @@ def run_pipeline(
     t_start = time.perf_counter()
     pipeline = ws.pipeline
     selected = pipeline.with_ancestors(targets) if targets else list(pipeline.order)
+    check_input_files(ws, selected)
     forced = set(targets or selected) if force else set()
     summary = RunSummary(run_id=None, status="success")
     known: dict[str, dict[str, str]] = {}
@@ -199,6 +200,8 @@ def run_pipeline(
                     inputs=[fp for _, fp in inputs],
                     log=str(log_dir / f"{name}.log"),
                 )
+                for out in stage.outs:  # a sink may write into a directory not there yet
+                    (ws.root / out).parent.mkdir(parents=True, exist_ok=True)
                 on_event(StageEvent("running", name))
                 running[executor.submit(job)] = (name, key, parts, time.time())
             if not running:
@@ -221,9 +224,8 @@ def run_pipeline(
                     settle(name, "done")
                 else:
                     failed = True
-                    event = StageEvent(
-                        "failed", name, result.duration, result.error, result.where, log
-                    )
+                    where = result.where or f"{ws.spec.file}:{ws.spec.line(name)} (stage '{name}')"
+                    event = StageEvent("failed", name, result.duration, result.error, where, log)
                     summary.failures.append(event)
                     on_event(event)
                     records.append(_record(stage, key, parts, "failed", None, result, started, log))
@@ -234,9 +236,11 @@ def run_pipeline(
             for rec in records:
                 rec.run_id = run_id
             ws.records.finish_run(run_id, "interrupted", records)
+        save_last_state(ws, records)
         ws.hasher.save()
         raise
     summary.errors = executor.close()
+    save_last_state(ws, records)
     if summary.failures or summary.errors:
         summary.status = "failed"
     if run_id is not None:
@@ -246,6 +250,27 @@ def run_pipeline(
     ws.hasher.save()
     summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+def check_input_files(ws: Workspace, stages: list[str]) -> None:
+    """Input files that neither exist nor are written by a stage are a configuration error."""
+    from tessera.config.errors import ConfigError, Problem
+
+    written = {p for s in ws.pipeline.stages.values() for p in s.outs}
+    problems = [
+        Problem(
+            f"input file '{path}' does not exist",
+            ws.spec.file,
+            ws.spec.line(name),
+            name,
+            hint="no stage writes it either; check the path",
+        )
+        for name in stages
+        for path in ws.pipeline.stages[name].deps
+        if path not in written and not (ws.root / path).exists()
+    ]
+    if problems:
+        raise ConfigError(problems)
 
 
 def _record(

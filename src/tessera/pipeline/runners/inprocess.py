@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tessera.data.store import ArtifactStore
-from tessera.pipeline.execute import StageJob, StageResult, compute, finish
+from tessera.pipeline.execute import StageJob, StageResult, compute, failed, finish
 from tessera.pipeline.registry import Registry
 from tessera.pipeline.runners.base import Executor
 
@@ -42,9 +42,7 @@ class InProcessExecutor(Executor):
                 table = self._tables.get((ref.stage, ref.output))
                 tables.append(store.get_table(fp) if table is None else table)
         except Exception as exc:
-            future.set_result(
-                StageResult(job.stage.name, ok=False, error=f"{type(exc).__name__}: {exc}")
-            )
+            future.set_result(failed(job, exc))
             return future
         result, out = compute(job, tables, registry)
         if result.ok:
