@@ -88,3 +88,12 @@ def test_demo_runs_the_churn_example(tmp_path: Path) -> None:
     assert again.returncode == 0
     assert "Nothing to run" in again.stdout
     assert "split.train: 4,000 rows" in again.stdout
+
+
+def test_json_errors_are_json(project: Project) -> None:
+    proc = run("run", "-o", "nosuch.x=1", "--json", cwd=project.root)
+    assert proc.returncode == 2
+    data = json.loads(proc.stdout)
+    assert data["status"] == "error" and data["exit_code"] == 2
+    assert data["problems"][0]["stage"] == "nosuch"
+    assert data["problems"][0]["key"] == "x"

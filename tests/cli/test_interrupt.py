@@ -28,8 +28,8 @@ def slow(df: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_sigint_mid_stage(project: Project, jobs: str) -> None:
+@pytest.mark.parametrize("executor", [["-j", "1"], ["-j", "2"], ["--executor", "dask"]])
+def test_sigint_mid_stage(project: Project, executor: list[str]) -> None:
     project.write("transforms/slow.py", SLOW)
     project.write(
         "pipeline.yaml",
@@ -39,7 +39,7 @@ def test_sigint_mid_stage(project: Project, jobs: str) -> None:
     )
     tessera = str(Path(sys.executable).parent / "tessera")
     proc = subprocess.Popen(
-        [tessera, "run", "-j", jobs],
+        [tessera, "run", *executor],
         cwd=project.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -62,7 +62,7 @@ def test_missing_params_file_and_bad_override(project: Project, tessera) -> None
     assert result.code == 2
     err = " ".join(result.err.split())
     assert "3 configuration errors" in err
-    assert "override names an unknown stage" in err
+    assert "override 'nosuch.x=1' names an unknown stage" in err
     assert "malformed override; expected STAGE.KEY=VALUE" in err
     assert "stage 'a' key 'with': params file not found, got 'params/nope.yaml'" in err
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from tessera import __version__
 from tessera.cli import pipeline_cmds, project_cmds
-from tessera.cli.output import err_console
+from tessera.cli.output import emit_json, err_console
 from tessera.errors import TesseraError
 
 app = typer.Typer(
@@ -34,7 +35,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        metavar="",
+        help="Show the version and exit.",
     ),
 ) -> None:
     """Modular, cached, versioned ML pipelines from typed transformations and YAML."""
@@ -50,8 +56,18 @@ def main() -> None:
         app()
     except TesseraError as exc:
         err_console.print(
-            f"[bold red]error:[/] {exc.render()}", markup=True, soft_wrap=True, highlight=False
+            f"[bold red]error:[/] {escape(exc.render())}", markup=True, highlight=False
         )
+        if "--json" in sys.argv[1:]:  # a JSON consumer gets JSON, whatever went wrong
+            problems = getattr(exc, "problems", [])
+            emit_json(
+                {
+                    "status": "error",
+                    "exit_code": exc.exit_code,
+                    "error": exc.render(),
+                    "problems": [p.to_dict() for p in problems],
+                }
+            )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

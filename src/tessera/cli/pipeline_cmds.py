@@ -16,14 +16,20 @@ if TYPE_CHECKING:
     from tessera.pipeline.runners import Executor
     from tessera.pipeline.workspace import Workspace
 
-EnvOpt = typer.Option(None, "--env", "-e", help="Environment overlay: envs/NAME.yaml.")
+EnvOpt = typer.Option(
+    None, "--env", "-e", metavar="NAME", help="Environment overlay: envs/NAME.yaml."
+)
 OverrideOpt = typer.Option(
-    None, "--override", "-o", help="Override a parameter: STAGE.KEY=VALUE (repeatable)."
+    None,
+    "--override",
+    "-o",
+    metavar="STAGE.KEY=VALUE",
+    help="Override a parameter, the value read as YAML (repeatable).",
 )
 PipelineOpt = typer.Option(
-    None, "--pipeline", "-p", help="Pipeline file (default from tessera.yaml)."
+    None, "--pipeline", "-p", metavar="FILE", help="Pipeline file (default from tessera.yaml)."
 )
-JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
+JsonOpt = typer.Option(False, "--json", metavar="", help="Machine-readable output on stdout.")
 
 
 def open_ws(env: str | None, overrides: list[str] | None, pipeline: str | None) -> Workspace:
@@ -54,11 +60,19 @@ def check_targets(ws: Workspace, targets: list[str]) -> None:
 
 def run(
     stages: list[str] = typer.Argument(None, help="Stages to bring up to date (default: all)."),
-    jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Stages to run at once."),
-    executor: str = typer.Option(
-        None, "--executor", "-x", help="local or dask (default from tessera.yaml)."
+    jobs: int = typer.Option(
+        None, "--jobs", "-j", min=1, metavar="N", help="Stages to run at once (processes)."
     ),
-    force: bool = typer.Option(False, "--force", "-f", help="Re-run even if cached."),
+    executor: str = typer.Option(
+        None,
+        "--executor",
+        "-x",
+        metavar="local|dask",
+        help="Where stages run (default from tessera.yaml).",
+    ),
+    force: bool = typer.Option(
+        False, "--force", "-f", metavar="", help="Re-run the targets even if cached."
+    ),
     override: list[str] = OverrideOpt,
     env: str = EnvOpt,
     pipeline: str = PipelineOpt,
@@ -181,7 +195,9 @@ def status(
 
 
 def dag(
-    fmt: str = typer.Option("text", "--format", "-F", help="text, mermaid or dot."),
+    fmt: str = typer.Option(
+        "text", "--format", "-F", metavar="text|mermaid|dot", help="Output format."
+    ),
     env: str = EnvOpt,
     pipeline: str = PipelineOpt,
     as_json: bool = JsonOpt,

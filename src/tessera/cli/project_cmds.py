@@ -7,14 +7,18 @@ from pathlib import Path
 import typer
 
 from tessera.cli.output import console, emit_json, err_console
+from tessera.cli.pipeline_cmds import JsonOpt
+from tessera.examples import EXAMPLES
 
 DEFAULT_DEMO_DIR = "tessera-demo"
 
 
 def init(
     directory: Path = typer.Argument(..., help="Directory to create the project in."),
-    example: str = typer.Option(None, "--example", help="Scaffold an example (churn, ...)."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    example: str = typer.Option(
+        None, "--example", metavar="NAME", help=f"Scaffold an example: {', '.join(EXAMPLES)}."
+    ),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Create a project: empty, or an example with its data."""
     from tessera.examples import scaffold
@@ -26,16 +30,17 @@ def init(
         )
         return
     what = f"the '{example}' example" if example else "an empty project"
-    console.print(f"Created {what} in [bold]{directory}[/] ({len(created)} files).")
-    console.print(f"Next: [bold]cd {directory} && tessera run[/]")
+    files = sum(1 for p in created if p.is_file())
+    console.print(f"Created {what} in [bold]{directory}[/] ({files} files).")
+    console.print(f"Next: [bold]cd {directory} && {command_name()} run[/]")
 
 
 def demo(
     directory: Path = typer.Option(
         Path(DEFAULT_DEMO_DIR), "--dir", help="Where to put the demo project."
     ),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Stages to run at once."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, metavar="N", help="Stages to run at once."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Scaffold the churn example (if needed) and run the whole pipeline on it."""
     from tessera.cli.pipeline_cmds import execute, report
@@ -113,12 +118,29 @@ def print_summary(directory: Path, tables: list[dict[str, object]]) -> None:
             f"(version {str(t['version'])[:12]}){written}"
         )
     console.print()
+    tessera = command_name()
     console.print("Try next:")
     console.print(f"  cd {directory}")
-    console.print("  tessera status                      # everything is cached now")
-    console.print("  tessera run -o split.test_size=0.3  # re-runs the split and what follows")
-    console.print("  tessera dag --format mermaid        # the pipeline as a diagram")
+    console.print(f"  {tessera} status                      # everything is cached now")
+    console.print(f"  {tessera} run -o split.test_size=0.3  # re-runs the split and what follows")
+    console.print(f"  {tessera} dag --format mermaid        # the pipeline as a diagram")
     err_console.file.flush()
+
+
+def command_name() -> str:
+    """``tessera`` when that is what the shell finds, else the full path of this executable.
+
+    After ``make demo`` the command lives in ``.venv/bin``, which is not on PATH until the
+    virtual environment is activated; a hint saying just ``tessera`` would not work.
+    """
+    import shutil
+    import sys
+
+    me = Path(sys.argv[0]).resolve()
+    found = shutil.which("tessera")
+    if found and Path(found).resolve() == me:
+        return "tessera"
+    return str(me) if me.name == "tessera" else "tessera"
 
 
 def register(app: typer.Typer) -> None:

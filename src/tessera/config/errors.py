@@ -71,11 +71,21 @@ class ConfigError(TesseraError):
         super().__init__(self.render())
 
     def render(self) -> str:
+        """One problem as is (the CLI prefixes "error: "); several as a numbered list.
+
+        Problems are listed by file and line; those without both keep their order, at the end.
+        """
         if len(self.problems) == 1:
-            return f"Configuration error: {self.problems[0].render()}"
+            return self.problems[0].render()
         lines = [f"{len(self.problems)} configuration errors:"]
-        lines += [f"  {i}. {p.render()}" for i, p in enumerate(self.problems, 1)]
+        lines += [f"  {i}. {p.render()}" for i, p in enumerate(self.sorted_problems(), 1)]
         return "\n".join(lines)
+
+    def sorted_problems(self) -> list[Problem]:
+        """The problems ordered by (file, line); unlocated ones last, in their original order."""
+        located = [p for p in self.problems if p.file is not None and p.line is not None]
+        others = [p for p in self.problems if p.file is None or p.line is None]
+        return sorted(located, key=lambda p: (p.file or "", p.line or 0)) + others
 
 
 def raise_if(problems: Iterable[Problem]) -> None:

@@ -187,10 +187,10 @@ def load_overlay(
         if stage not in pipeline.names:
             problems.append(
                 Problem(
-                    "override names an unknown stage",
+                    f"override '{text}' names an unknown stage",
                     "command line",
                     stage=stage,
-                    key=text,
+                    key=".".join(keys),
                     hint=did_you_mean(stage, pipeline.names),
                 )
             )

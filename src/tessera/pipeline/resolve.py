@@ -368,7 +368,8 @@ class Resolver:
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
         for name, spec in self.spec.stages.items():
             ups = [str(t).partition(".")[0] for _, t in _input_items(spec.inputs)]
-            sorter.add(name, *(u for u in ups if u in self.spec.stages))
+            # A stage naming itself is reported by the wiring check; not a second time here.
+            sorter.add(name, *(u for u in ups if u in self.spec.stages and u != name))
         try:
             sorter.prepare()
         except graphlib.CycleError as exc:

@@ -8,6 +8,8 @@ object-store remote for artifacts arrives with data remotes.
 
 from __future__ import annotations
 
+import logging
+import signal
 from concurrent.futures import Future
 from typing import Any
 
@@ -39,12 +41,20 @@ class DaskExecutor(Executor):
                 ) from None
             self.capacity = max(1, len(self._client.scheduler_info().get("workers", {})))
         else:
-            self._cluster = LocalCluster(
-                n_workers=self.capacity,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-            )
+            # Workers started while SIGINT is ignored keep ignoring it (Python installs its
+            # Ctrl-C handler only when the signal was not ignored at start-up), so Ctrl-C
+            # reaches this process alone, which closes the cluster without worker tracebacks.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                self._cluster = LocalCluster(
+                    n_workers=self.capacity,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+            finally:
+                signal.signal(signal.SIGINT, previous)
             self._client = Client(self._cluster)
         return self._client
 
@@ -65,6 +75,8 @@ class DaskExecutor(Executor):
         return future
 
     def close(self, *, cancel: bool = False) -> list[str]:
+        if cancel:  # the shutdown after Ctrl-C may log about cancelled work: not news to the user
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
         if self._client is not None:
             self._client.close()
         if self._cluster is not None:
