@@ -43,10 +43,10 @@ pytest: install
 test: lint typecheck layers pytest
 
 bench: install
-	$(BIN)/python bench/pipeline/run.py
+	$(BIN)/python bench/pipeline/run.py --wait-idle 60
 
 docs: install
 	$(BIN)/python docs/gen_reference.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache demo
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache tessera-demo

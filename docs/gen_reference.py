@@ -75,8 +75,8 @@ stages:
 
 ```console
 $ tessera dag --json
-"seed": 7
 "test_size": 0.4
+"seed": 7
 $ tessera dag --json --env quick
 "test_size": 0.6
 $ tessera run --env quick -o split.seed=11 --json

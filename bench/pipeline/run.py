@@ -12,7 +12,7 @@ Measured (whole processes, ``time.perf_counter`` around ``subprocess.run``):
 3. re-run after changing stage 10's parameters: time and number of stages that re-ran;
 4. fingerprint throughput of a 1 GB table, in memory and read from Parquet.
 
-Run with ``/work/main/.venv/bin/python bench/pipeline/run.py`` (``make bench``). It creates
+Run with ``.venv/bin/python bench/pipeline/run.py`` (``make bench``). It creates
 ``bench/.venv-dvc`` when missing, rebuilds ``bench/work/{dvc,tessera}`` from scratch, prints a
 Markdown table and updates the ``pipeline`` section of ``bench/RESULTS.md``.
 """
@@ -648,7 +648,7 @@ def section(
 Run on {now}, {seconds / 60:.1f} minutes in all, with:
 
 ```
-/work/main/.venv/bin/python bench/pipeline/run.py
+{COMMAND}
 ```
 
 | Machine | |
@@ -730,6 +730,10 @@ def wait_idle(max_seconds: float, threshold: float = 0.15, quiet_samples: int = 
             return
         print(f"waiting for an idle machine: {busy:.0%} CPU busy", flush=True)
     print("warning: the machine did not become idle; timings may be noisy", flush=True)
+
+
+#: The command line as typed from the repository root, for RESULTS.md.
+COMMAND = " ".join([".venv/bin/python", "bench/pipeline/run.py", *sys.argv[1:]])
 
 
 def main(argv: list[str] | None = None) -> int:

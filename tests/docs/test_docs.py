@@ -3,10 +3,11 @@
 Conventions in the Markdown:
 - a fenced block whose info string has ``file=PATH`` is written to PATH in the scenario directory;
 - a ``console`` block holds ``$ command`` lines, run in a shell with ``.venv/bin`` first on PATH;
-  the lines after a command are text its output must contain (``...`` lines are skipped);
+  the lines after a command are text its output must contain, in order; ``...`` inside a line
+  stands for anything (a run id, a timing) and a line that is only ``...`` is skipped;
   ``# exit N`` after a command says the exit code it must have (default 0);
 - ``console skip`` blocks are not run (the Quickstart's ``make`` commands: CI runs ``make test``
-  itself, and ``tests/cli/test_demo.py`` runs ``tessera demo``, which is what ``make demo`` does).
+  itself, and the README's next block runs ``tessera demo``, which is what ``make demo`` does).
 Each Markdown file is one scenario in a fresh directory.
 """
 
@@ -92,8 +93,12 @@ def test_documented_examples_run(doc: Path, tmp_path: Path) -> None:
         where = f"{doc.name}: `{step.target}`"
         assert proc.returncode == step.code, f"{where} exited {proc.returncode}:\n{output}"
         assert "Traceback" not in output, f"{where} printed a traceback:\n{output}"
+        position = 0
         for expected in step.expect:
-            assert expected in output, f"{where}: expected {expected!r} in:\n{output}"
+            pattern = ".*?".join(re.escape(part) for part in expected.split("..."))
+            found = re.compile(pattern).search(output, position)
+            assert found, f"{where}: expected {expected!r} (in order) in:\n{output[position:]}"
+            position = found.end()
 
 
 def test_the_harness_reads_blocks() -> None:

@@ -269,11 +269,12 @@ def transformations(
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for col in ("name", "inputs", "outputs", "summary"):
+    for col in ("name", "inputs", "outputs", "source", "summary"):
         table.add_column(col)
     for row in rows:
+        inputs = f"{row['min_inputs']}+" if row["variadic"] else str(row["min_inputs"])
         table.add_row(
-            row["name"], str(row["inputs"]), ", ".join(row["outputs"]) or "-", row["summary"]
+            row["name"], inputs, ", ".join(row["outputs"]) or "-", row["source"], row["summary"]
         )
     console.print(table)
 

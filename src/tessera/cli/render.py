@@ -50,33 +50,43 @@ def _mid(name: str) -> str:
 
 
 def _fields(t: Transformation) -> list[dict[str, Any]]:
+    from pydantic_core import to_jsonable_python
+
     rows = []
     for name, f in t.config_model.model_fields.items():
         ann = f.annotation
         type_name = getattr(ann, "__name__", None) if isinstance(ann, type) else None
-        rows.append(
-            {
-                "name": f.alias or name,
-                "type": type_name or str(ann).replace("typing.", ""),
-                "required": f.is_required(),
-                "default": None
-                if f.is_required()
-                else repr(f.get_default(call_default_factory=True)),
-                "description": f.description or "",
-            }
-        )
+        row: dict[str, Any] = {
+            "name": f.alias or name,
+            "type": type_name or str(ann).replace("typing.", ""),
+            "required": f.is_required(),
+            "description": f.description or "",
+        }
+        if not f.is_required():
+            row["default"] = to_jsonable_python(
+                f.get_default(call_default_factory=True), fallback=repr
+            )
+        rows.append(row)
     return rows
 
 
+def _source(t: Transformation) -> str:
+    module = getattr(t.func, "__module__", "")
+    if module.startswith("tessera."):
+        return "builtin"
+    return "project" if module.startswith("transforms") else "package"
+
+
 def transformation_rows(items: list[Transformation]) -> list[dict[str, Any]]:
+    """One row per transformation (the ``tessera transformations --json`` list)."""
     return [
         {
             "name": t.name,
-            "inputs": t.arity(),
-            "outputs": []
-            if not t.outputs
-            else ([] if t.outputs == (DEFAULT_OUTPUT,) else list(t.outputs)) or ["table"],
+            "min_inputs": t.min_inputs(),
+            "variadic": t.variadic is not None,
+            "outputs": list(t.outputs),
             "summary": t.summary,
+            "source": _source(t),
             "origin": t.origin,
         }
         for t in items
@@ -84,6 +94,7 @@ def transformation_rows(items: list[Transformation]) -> list[dict[str, Any]]:
 
 
 def describe_transformation(t: Transformation) -> dict[str, Any]:
+    """Everything about one transformation, with a plain-text rendering under ``text``."""
     fields = _fields(t)
     text = [f"{t.name}: {t.summary}", "", f"inputs: {t.arity()} ({', '.join(t.inputs) or '-'})"]
     text.append(f"outputs: {', '.join(t.outputs) or 'none (writes files)'}")
@@ -91,7 +102,7 @@ def describe_transformation(t: Transformation) -> dict[str, Any]:
     text.append("")
     text.append("parameters:")
     for f in fields:
-        req = "required" if f["required"] else f"default {f['default']}"
+        req = "required" if f["required"] else f"default {f['default']!r}"
         text.append(f"  {f['name']} ({f['type']}, {req}): {f['description']}")
     if t.doc:
         text += ["", t.doc]
@@ -102,6 +113,7 @@ def describe_transformation(t: Transformation) -> dict[str, Any]:
         "variadic": t.variadic is not None,
         "outputs": list(t.outputs),
         "parameters": fields,
+        "source": _source(t),
         "doc": t.doc,
         "origin": t.origin,
         "text": "\n".join(text),
