@@ -45,7 +45,7 @@ def test_sigint_mid_stage(project: Project, executor: list[str]) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    db = project.root / ".tessera" / "meta.db"
+    db = project.root / ".tessera" / "metadata.db"
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until 'a' is recorded as stored and 'wait' has started
         keys = list((project.root / ".tessera" / "cache" / "keys").rglob("*.json"))

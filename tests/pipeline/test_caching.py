@@ -107,20 +107,21 @@ def test_deleted_artifact_is_recomputed(project: Project, tessera) -> None:
 
 
 def test_run_records_are_kept(project: Project, tessera) -> None:
-    import sqlite3
+    from tessera.data.metadata import MetadataStore, default_url
 
     result = tessera("run", "--json", cwd=project.root).json()
-    db = sqlite3.connect(Path(project.root) / ".tessera" / "meta.db")
-    (status, host, user) = db.execute(
-        "SELECT status, host, user FROM runs WHERE id = ?", (result["run_id"],)
-    ).fetchone()
-    assert status == "success" and host and user
-    rows = db.execute(
-        "SELECT stage, code_hash, config, outputs, duration FROM stage_runs WHERE run_id = ?",
-        (result["run_id"],),
-    ).fetchall()
-    assert {r[0] for r in rows} == {"raw", "a", "b", "split", "left", "right", "joined"}
-    assert all(r[1] and r[2] and r[3] and r[4] is not None for r in rows)
+    store = MetadataStore(default_url(project.root / ".tessera"))
+    (run,) = store.runs()
+    assert run["id"] == result["run_id"] and run["status"] == "success"
+    assert run["host"] and run["user"] and run["command"] == "tessera run --json"
+    b = store.history("b")[-1]
+    assert b.run_id == result["run_id"] and b.status == "done"
+    assert b.code_hash and b.config == {"column": "y", "factor": 3.0, "shift": 0.0}
+    assert b.inputs == [["a.out", next(s for s in result["stages"] if s["stage"] == "a")["outputs"]["out"]]]
+    assert b.shapes["out"] == [200, 2] and b.duration is not None
+    raw = store.history("raw")[-1]
+    assert list(raw.deps) == ["data/raw.csv"]
+    store.close()
 
 
 def test_corrupted_artifact_is_quarantined_and_recomputed(project: Project, tessera) -> None:

@@ -138,12 +138,12 @@ def test_missing_input_file_is_caught_before_running(project: Project, tessera) 
     assert result.code == 2
     err = " ".join(result.err.split())
     assert "pipeline.yaml:2 stage 'raw': input file 'data/nope.csv' does not exist" in err
-    assert not (project.root / ".tessera" / "meta.db").exists()
+    assert not (project.root / ".tessera" / "metadata.db").exists()
 
 
 def test_unreadable_run_records(project: Project, tessera) -> None:
     tessera("run", cwd=project.root)
-    (project.root / ".tessera" / "meta.db").write_text("garbage " * 200)
+    (project.root / ".tessera" / "metadata.db").write_text("garbage " * 200)
     result = tessera("run", "-o", "a.factor=9", cwd=project.root)
     assert result.code == 1
     assert "cannot be read" in result.err and "Traceback" not in result.err

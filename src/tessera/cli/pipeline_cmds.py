@@ -116,9 +116,17 @@ def execute(ws: Workspace, executor: Executor, view: RunView, **options: Any) ->
     """Run the pipeline behind the live view; Ctrl-C stops cleanly with exit code 130."""
     from tessera.pipeline.runner import run_pipeline
 
+    def waiting(holder: dict[str, Any]) -> None:
+        import time
+
+        since = holder.get("since")
+        age = f", started {time.time() - since:.0f}s ago" if isinstance(since, float) else ""
+        who = f"pid {holder.get('pid', '?')}: {holder.get('command', 'tessera run')}{age}"
+        err_console.print(f"Another run is using this project ({who}); waiting for it to finish...")
+
     try:
         with view:
-            return run_pipeline(ws, executor, on_event=view, **options)
+            return run_pipeline(ws, executor, on_event=view, on_wait=waiting, **options)
     except KeyboardInterrupt:
         err_console.print(
             "Interrupted. Stages that finished are stored; run the same command to resume."

@@ -22,6 +22,25 @@ class StoresConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     root: str = Field(".tessera", description="Directory for all local state.")
+    metadata: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the metadata store (run records, lineage): default "
+        "SQLite in the state directory; for a team, e.g. postgresql+psycopg://host/db. "
+        "`${VAR}` is replaced by the environment variable VAR.",
+    )
+
+
+class RemoteConfig(BaseModel):
+    """A place artifacts are pushed to and pulled from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Any fsspec URL: file:///shared/cache, s3://bucket/prefix, ...")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec storage options (e.g. `endpoint_url`, `key`, `secret`, `profile`); "
+        "`${VAR}` in a value is replaced by the environment variable VAR.",
+    )
 
 
 class ExecutorConfig(BaseModel):
@@ -56,6 +75,12 @@ class ProjectConfig(BaseModel):
     )
     stores: StoresConfig = Field(default_factory=StoresConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    remotes: dict[str, RemoteConfig] = Field(
+        default_factory=dict, description="Artifact remotes by name (`tessera data push/pull`)."
+    )
+    default_remote: str | None = Field(
+        None, description="The remote used when `--remote` is not given (default: the only one)."
+    )
     defaults: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Default parameters per transformation name, lowest precedence.",

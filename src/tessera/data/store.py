@@ -97,6 +97,25 @@ class ArtifactStore:
             return None
         return target
 
+    # -- raw files -------------------------------------------------------------------------
+    def file_path(self, digest: str) -> Path:
+        return self.root / "files" / digest[:2] / digest
+
+    def put_file(self, source: Path, digest: str) -> Path:
+        """Keep a copy of a raw input file under its content hash (once)."""
+        import shutil
+
+        def copy(tmp: str) -> None:
+            shutil.copyfile(source, tmp)
+
+        path = self.file_path(digest)
+        if not path.is_file():
+            try:
+                atomic_write(path, copy)
+            except OSError as exc:
+                raise DataError(f"cannot keep a copy of {source}: {exc.strerror or exc}") from exc
+        return path
+
     # -- cache keys ------------------------------------------------------------------------
     def key_path(self, key: str) -> Path:
         return self.keys / key[:2] / f"{key}.json"

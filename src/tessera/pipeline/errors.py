@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tessera.errors import TesseraError
 
 
@@ -19,3 +21,15 @@ class StageFailedError(TesseraError):
     """A stage raised, or returned something that is not a table (exit code 1)."""
 
     exit_code = 1
+
+
+class StageReportError(StageFailedError):
+    """A stage failed and produced a report worth keeping (a validation report, say).
+
+    The runner stores ``report`` (a DataFrame) in the artifact store, records its version id with
+    the failed stage, and the CLI prints it as a table. ``str(exc)`` is the one-line summary.
+    """
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report

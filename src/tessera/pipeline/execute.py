@@ -20,7 +20,11 @@ from typing import Any
 
 from tessera.data.hashing import FileHasher
 from tessera.data.store import ArtifactStore
+from tessera.pipeline.errors import StageReportError
 from tessera.pipeline.model import ResolvedStage
+
+#: Name under which a failing stage's report table travels with its (absent) outputs.
+REPORT = "__report__"
 
 
 @dataclass
@@ -51,6 +55,7 @@ class StageResult:
     host: str = ""
     error: str | None = None
     where: str | None = None
+    report: str | None = None  # version id of the report table a failing stage left
 
 
 _REGISTRIES: dict[tuple[str, str], Any] = {}
@@ -100,12 +105,24 @@ def compute(job: StageJob, tables: list[Any], registry: Any) -> tuple[StageResul
                 result.outputs[name] = fp
                 result.shapes[name] = [table.num_rows, table.num_columns]
             result.ok = True
+        except StageReportError as exc:
+            result.error = str(exc)
+            result.where = _user_frame(exc, job.root)
+            report = to_table(exc.report, what=f"the report of stage '{stage.name}'")
+            result.report = fingerprint_table(report)
+            out_tables = {REPORT: report}
         except Exception as exc:
             traceback.print_exc(file=log)
             result.error = f"{type(exc).__name__}: {exc}"
             result.where = _user_frame(exc, job.root)
     result.duration = time.perf_counter() - t0
     return result, out_tables
+
+
+def store_report(result: StageResult, store: ArtifactStore, tables: dict[str, Any]) -> None:
+    """Keep the report table of a failed stage (the run record points to it)."""
+    if result.report is not None and REPORT in tables:
+        store.put_table(tables[REPORT], result.report)
 
 
 def finish(
@@ -150,11 +167,13 @@ def run_job(job: StageJob) -> StageResult:
     except Exception as exc:
         return failed(job, exc)
     result, out = compute(job, tables, registry)
-    if result.ok:
-        try:
+    try:
+        if result.ok:
             finish(job, result, store, out)
-        except Exception as exc:
-            result.ok, result.error = False, f"{type(exc).__name__}: {exc}"
+        else:
+            store_report(result, store, out)
+    except Exception as exc:
+        result.ok, result.error = False, f"{type(exc).__name__}: {exc}"
     return result
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from tessera.data.atomic import atomic_write_text
+from tessera.data.metadata import StageRecord
 from tessera.pipeline.keys import stage_key
 from tessera.pipeline.model import ResolvedStage
-from tessera.pipeline.records import StageRecord
 from tessera.pipeline.workspace import Workspace
 
 
@@ -41,8 +41,8 @@ def file_deps(ws: Workspace, stage: ResolvedStage) -> dict[str, str]:
     return {p: ws.hasher.hash(ws.root / p) or "missing" for p in stage.deps}
 
 
-def cached_outputs(ws: Workspace, stage: ResolvedStage, key: str) -> dict[str, str] | None:
-    """Output fingerprints of a usable cache entry for ``key``, or None."""
+def cached_entry(ws: Workspace, stage: ResolvedStage, key: str) -> dict[str, Any] | None:
+    """A usable cache entry for ``key`` (outputs, shapes, files written), or None."""
     entry = ws.store.get_key(key)
     if entry is None:
         return None
@@ -52,7 +52,7 @@ def cached_outputs(ws: Workspace, stage: ResolvedStage, key: str) -> dict[str, s
     for path, digest in entry.get("outs", {}).items():
         if ws.hasher.hash(ws.root / path) != digest:
             return None
-    return outputs
+    return entry
 
 
 def stage_status(ws: Workspace, targets: list[str] | None = None) -> list[StageStatus]:
@@ -73,7 +73,8 @@ def stage_status(ws: Workspace, targets: list[str] | None = None) -> list[StageS
         else:
             inputs = [(str(r), known[r.stage][r.output]) for r in stage.inputs]  # type: ignore[index]
             key, _ = stage_key(stage, inputs, deps)
-            outputs = cached_outputs(ws, stage, key)
+            entry = cached_entry(ws, stage, key)
+            outputs = entry["outputs"] if entry is not None else None
             status.key = key
             if outputs is not None:
                 status.up_to_date = True

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tessera.data.metadata import StageRecord
 from tessera.pipeline.execute import StageJob, StageResult
 from tessera.pipeline.keys import stage_key
-from tessera.pipeline.plan import cached_outputs, file_deps, save_last_state
-from tessera.pipeline.records import StageRecord
+from tessera.pipeline.lock import run_lock
+from tessera.pipeline.plan import cached_entry, file_deps, save_last_state
 from tessera.pipeline.runners.base import Executor
 from tessera.pipeline.workspace import Workspace
 
@@ -38,6 +39,7 @@ class StageEvent:
     where: str | None = None
     log: str | None = None
     rows: int | None = None
+    report: str | None = None  # version id of a failure report table (a validation report...)
 
 
 @dataclass
@@ -101,6 +103,22 @@ def run_pipeline(
     ws: Workspace,
     executor: Executor,
     *,
+    on_wait: Callable[[dict[str, Any]], None] = lambda holder: None,
+    **options: Any,
+) -> RunSummary:
+    """Run the pipeline while holding the project's run lock (see ``_run`` for the options).
+
+    A second run on the same project waits for the first to finish, after calling
+    ``on_wait(holder)`` with what is known of the run holding the lock (pid, command, since).
+    """
+    with run_lock(ws.project.state_dir, options.get("command", "tessera run"), on_wait):
+        return _run(ws, executor, **options)
+
+
+def _run(
+    ws: Workspace,
+    executor: Executor,
+    *,
     targets: list[str] | None = None,
     force: bool = False,
     on_event: Callable[[StageEvent], None] = lambda e: None,
@@ -158,7 +176,7 @@ def run_pipeline(
             executor=executor.name,
             env=env,
             git_commit=commit,
-            git_dirty=None if dirty is None else int(dirty),
+            git_dirty=dirty,
             host=socket.gethostname(),
             user=getpass.getuser(),
         )
@@ -179,11 +197,12 @@ def run_pipeline(
                 deps = file_deps(ws, stage)
                 key, parts = stage_key(stage, inputs, deps)
                 if name not in forced:
-                    outputs = cached_outputs(ws, stage, key)
-                    if outputs is not None:
+                    entry = cached_entry(ws, stage, key)
+                    if entry is not None:
+                        outputs = entry["outputs"]
                         known[name] = outputs
                         summary.outputs[name] = outputs
-                        records.append(_record(stage, key, parts, "cached", outputs))
+                        records.append(_record(stage, key, parts, "cached", entry))
                         on_event(StageEvent("cached", name))
                         settle(name, "cached")
                         continue
@@ -202,6 +221,9 @@ def run_pipeline(
                 )
                 for out in stage.outs:  # a sink may write into a directory not there yet
                     (ws.root / out).parent.mkdir(parents=True, exist_ok=True)
+                for path, digest in deps.items():  # raw inputs are versioned too
+                    if digest != "missing":
+                        ws.store.put_file(ws.root / path, digest)
                 on_event(StageEvent("running", name))
                 running[executor.submit(job)] = (name, key, parts, time.time())
             if not running:
@@ -218,14 +240,20 @@ def run_pipeline(
                     summary.outputs[name] = result.outputs
                     rows = next(iter(result.shapes.values()), [None])[0]
                     on_event(StageEvent("done", name, result.duration, log=log, rows=rows))
-                    records.append(
-                        _record(stage, key, parts, "done", result.outputs, result, started)
-                    )
+                    records.append(_record(stage, key, parts, "done", None, result, started))
                     settle(name, "done")
                 else:
                     failed = True
                     where = result.where or f"{ws.spec.file}:{ws.spec.line(name)} (stage '{name}')"
-                    event = StageEvent("failed", name, result.duration, result.error, where, log)
+                    event = StageEvent(
+                        "failed",
+                        name,
+                        result.duration,
+                        result.error,
+                        where,
+                        log,
+                        report=result.report,
+                    )
                     summary.failures.append(event)
                     on_event(event)
                     records.append(_record(stage, key, parts, "failed", None, result, started, log))
@@ -278,11 +306,14 @@ def _record(
     key: str,
     parts: dict[str, Any],
     status: str,
-    outputs: dict[str, str] | None,
+    entry: dict[str, Any] | None,
     result: StageResult | None = None,
     started: float | None = None,
     log: str | None = None,
 ) -> StageRecord:
+    """The record of one stage: ``entry`` is the cache entry of a cached stage."""
+    source: Any = entry if entry is not None else result
+    get = source.get if isinstance(source, dict) else (lambda k: getattr(source, k, None))
     return StageRecord(
         run_id="",
         stage=stage.name,
@@ -295,12 +326,15 @@ def _record(
         inputs=parts["inputs"],
         deps=parts["deps"],
         versions=parts["versions"],
-        outputs=outputs,
+        outputs=(get("outputs") or None) if source is not None else None,
+        shapes=get("shapes") if source is not None else None,
+        outs=get("outs") if source is not None else None,
         started=started or time.time(),
         duration=result.duration if result else None,
         host=result.host if result else None,
         error=result.error if result else None,
         log=log,
+        report=result.report if result else None,
     )
 
 

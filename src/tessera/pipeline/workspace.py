@@ -8,9 +8,9 @@ from pathlib import Path
 from tessera.config.project import Project, load_project
 from tessera.config.spec import Overlay, PipelineSpec, load_overlay, load_pipeline_spec
 from tessera.data.hashing import FileHasher
+from tessera.data.metadata import MetadataStore, default_url
 from tessera.data.store import ArtifactStore
 from tessera.pipeline.model import Pipeline
-from tessera.pipeline.records import RunRecords
 from tessera.pipeline.registry import Registry
 from tessera.pipeline.resolve import Resolver
 
@@ -26,7 +26,7 @@ class Workspace:
     resolver: Resolver
     store: ArtifactStore
     hasher: FileHasher
-    records: RunRecords
+    records: MetadataStore
 
     @property
     def root(self) -> Path:
@@ -39,6 +39,16 @@ class Workspace:
     def close(self) -> None:
         self.hasher.save()
         self.records.close()
+
+
+def metadata_url(project: Project) -> str:
+    """The metadata store's SQLAlchemy URL: ``stores.metadata`` (``${VAR}`` expanded) or SQLite."""
+    from tessera.envvars import expand
+
+    configured = project.config.stores.metadata
+    if configured:
+        return expand(configured, what="stores.metadata in tessera.yaml")
+    return default_url(project.state_dir)
 
 
 def open_workspace(
@@ -68,5 +78,5 @@ def open_workspace(
         resolver=resolver,
         store=ArtifactStore(state / "cache"),
         hasher=hasher,
-        records=RunRecords(state / "meta.db"),
+        records=MetadataStore(metadata_url(project)),
     )

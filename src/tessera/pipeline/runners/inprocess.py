@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from tessera.data.store import ArtifactStore
-from tessera.pipeline.execute import StageJob, StageResult, compute, failed, finish
+from tessera.pipeline.execute import (
+    StageJob,
+    StageResult,
+    compute,
+    failed,
+    finish,
+    store_report,
+)
 from tessera.pipeline.registry import Registry
 from tessera.pipeline.runners.base import Executor
 
@@ -45,6 +52,8 @@ class InProcessExecutor(Executor):
             future.set_result(failed(job, exc))
             return future
         result, out = compute(job, tables, registry)
+        if not result.ok:
+            store_report(result, store, out)
         if result.ok:
             for name, table in out.items():
                 self._tables[(job.stage.name, name)] = table

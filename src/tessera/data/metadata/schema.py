@@ -1,0 +1,101 @@
+"""Tables of the metadata store (SQLAlchemy Core). Changes need an Alembic migration."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("pipeline", String(255), nullable=False),
+    Column("started", Float, nullable=False),
+    Column("ended", Float),
+    Column("status", String(16), nullable=False),
+    Column("command", Text),
+    Column("executor", String(16)),
+    Column("env", String(255)),
+    Column("git_commit", String(64)),
+    Column("git_dirty", Boolean),
+    Column("host", String(255)),
+    Column("user", String(255)),
+)
+
+stage_runs = Table(
+    "stage_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(40), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("stage", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("key", String(32)),
+    Column("uses", String(255)),
+    Column("code_hash", String(32)),
+    Column("config_hash", String(32)),
+    Column("config", JSON),
+    Column("versions", JSON),
+    Column("started", Float),
+    Column("duration", Float),
+    Column("host", String(255)),
+    Column("error", Text),
+    Column("log", Text),
+    Column("report", String(32)),
+    UniqueConstraint("run_id", "stage", name="uq_stage_runs_run_stage"),
+    Index("ix_stage_runs_stage_started", "stage", "started"),
+)
+
+stage_outputs = Table(
+    "stage_outputs",
+    metadata,
+    Column(
+        "stage_run_id", Integer, ForeignKey("stage_runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("output", String(255), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("rows", BigInteger),
+    Column("columns", Integer),
+    Index("ix_stage_outputs_fingerprint", "fingerprint"),
+    Index("ix_stage_outputs_stage_run", "stage_run_id"),
+)
+
+stage_inputs = Table(
+    "stage_inputs",
+    metadata,
+    Column(
+        "stage_run_id", Integer, ForeignKey("stage_runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("position", Integer, nullable=False),
+    Column("ref", String(512), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Index("ix_stage_inputs_stage_run", "stage_run_id"),
+)
+
+stage_files = Table(
+    "stage_files",
+    metadata,
+    Column(
+        "stage_run_id", Integer, ForeignKey("stage_runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("role", String(8), nullable=False),  # "in": read by the stage, "out": written by it
+    Column("path", String(1024), nullable=False),
+    Column("hash", String(32), nullable=False),
+    Index("ix_stage_files_stage_run", "stage_run_id"),
+    Index("ix_stage_files_path", "path"),
+    Index("ix_stage_files_hash", "hash"),
+)
