@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,36 @@ def tessera(
         return Result(code, captured.out, captured.err)
 
     return invoke
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server of TESSERA_TEST_POSTGRES_URL (dropped after).
+
+    Skipped when no server answers, unless TESSERA_REQUIRE_SERVICES=1 (as in CI).
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    base = os.environ.get(
+        "TESSERA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    try:
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        if os.environ.get("TESSERA_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"PostgreSQL is required but unreachable at {base}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {base} (set TESSERA_TEST_POSTGRES_URL)")
+    name = f"tessera_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from tessera import __version__
-from tessera.cli import pipeline_cmds, project_cmds
+from tessera.cli import data_cmds, pipeline_cmds, project_cmds
 from tessera.cli.output import emit_json, err_console
 from tessera.errors import TesseraError
 
@@ -47,6 +47,7 @@ def _root(
 
 
 pipeline_cmds.register(app)
+data_cmds.register(app)
 project_cmds.register(app)
 
 
@@ -69,6 +70,10 @@ def main() -> None:
                 }
             )
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the machine said no: a full disk, a read-only or missing path...
+        where = f": {exc.filename}" if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}")
+        sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

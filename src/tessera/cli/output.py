@@ -22,3 +22,16 @@ def emit_json(data: Any) -> None:
 def fail(message: str, code: int = 2) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def print_table(table: Any) -> None:
+    """Print a Rich table; when not on a terminal, wide enough not to truncate ids."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    saved = console.width
+    console.width = max(saved, 200)
+    try:
+        console.print(table)
+    finally:
+        console.width = saved

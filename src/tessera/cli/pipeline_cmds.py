@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -12,6 +13,7 @@ from tessera.cli.output import console, emit_json, err_console
 
 if TYPE_CHECKING:
     from tessera.cli.progress import RunView
+    from tessera.data.store import ArtifactStore
     from tessera.pipeline.runner import RunSummary
     from tessera.pipeline.runners import Executor
     from tessera.pipeline.workspace import Workspace
@@ -107,7 +109,7 @@ def run(
     if as_json:
         emit_json(summary.to_dict())
     else:
-        report(summary, argv)
+        report(summary, argv, ws.store)
     if summary.status != "success":
         raise typer.Exit(1)
 
@@ -136,7 +138,7 @@ def execute(ws: Workspace, executor: Executor, view: RunView, **options: Any) ->
         ws.close()
 
 
-def report(summary: RunSummary, argv: list[str]) -> None:
+def report(summary: RunSummary, argv: list[str], store: ArtifactStore | None = None) -> None:
     from tessera.pipeline.runner import resume_hint
 
     done, cached = summary.count("done"), summary.count("cached")
@@ -155,7 +157,9 @@ def report(summary: RunSummary, argv: list[str]) -> None:
         )
         if failure.where:
             err_console.print(f"  at {failure.where}")
-        if failure.log:
+        if failure.report and store is not None:
+            print_report(store, failure.report)
+        if failure.log and Path(failure.log).is_file():
             err_console.print(f"  log: {failure.log}")
     for error in summary.errors:
         err_console.print(f"[bold red]error:[/] {escape(error)}")
@@ -164,6 +168,27 @@ def report(summary: RunSummary, argv: list[str]) -> None:
         f"{done} ran, {cached} cached, {len(summary.failures)} failed, {skipped} skipped."
     )
     err_console.print(f"Fix it, then resume with: [bold]{resume_hint(argv)}[/]")
+
+
+def print_report(store: ArtifactStore, version: str, limit: int = 20) -> None:
+    """A failed stage's report table (stored as an artifact), first ``limit`` rows."""
+    from rich.table import Table
+
+    try:
+        frame = store.get_table(version).to_pandas()
+    except Exception as exc:  # the report is a courtesy: never hide the failure behind it
+        err_console.print(f"  (report {version[:12]} unreadable: {exc})")
+        return
+    table = Table(
+        box=None, header_style="bold", title=f"report {version[:12]}", title_justify="left"
+    )
+    for col in frame.columns:
+        table.add_column(str(col))
+    for row in frame.head(limit).itertuples(index=False):
+        table.add_row(*(escape(str(v)) for v in row))
+    err_console.print(table)
+    if len(frame) > limit:
+        err_console.print(f"  ... {len(frame) - limit} more rows: tessera data show {version[:12]}")
 
 
 def status(

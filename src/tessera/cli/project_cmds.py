@@ -66,7 +66,7 @@ def demo(
     if as_json:
         emit_json({**summary.to_dict(), "tables": info})
     else:
-        report(summary, ["run"])
+        report(summary, ["run"], ws.store)
         print_summary(directory, info)
     if summary.status != "success":
         raise typer.Exit(1)

@@ -150,8 +150,15 @@ class MetadataStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
-        with self.engine.begin() as conn:
-            yield conn
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise DataError(
+                f"cannot write to the metadata store {self._safe_url()}: {exc.orig}"
+            ) from None
 
     # -- writing ---------------------------------------------------------------------------
     def start_run(self, run_id: str, pipeline: str, **info: Any) -> None:
