@@ -90,7 +90,7 @@ def test_two_runs_at_once_wait_for_each_other(project: Project) -> None:
     second = subprocess.run(
         [TESSERA, "run", "--json"], cwd=project.root, capture_output=True, text=True, timeout=120
     )
-    first_out, first_err = first.communicate(timeout=120)
+    _, first_err = first.communicate(timeout=120)
     assert first.returncode == 0, first_err
     assert second.returncode == 0, second.stderr
     assert "Another run is using this project" in second.stderr
