@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from support import Project, statuses
 
 
@@ -117,7 +115,8 @@ def test_run_records_are_kept(project: Project, tessera) -> None:
     b = store.history("b")[-1]
     assert b.run_id == result["run_id"] and b.status == "done"
     assert b.code_hash and b.config == {"column": "y", "factor": 3.0, "shift": 0.0}
-    assert b.inputs == [["a.out", next(s for s in result["stages"] if s["stage"] == "a")["outputs"]["out"]]]
+    a_out = next(s for s in result["stages"] if s["stage"] == "a")["outputs"]["out"]
+    assert b.inputs == [["a.out", a_out]]
     assert b.shapes["out"] == [200, 2] and b.duration is not None
     raw = store.history("raw")[-1]
     assert list(raw.deps) == ["data/raw.csv"]

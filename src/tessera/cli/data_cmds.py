@@ -371,5 +371,8 @@ def lineage(
 
 
 def register(app: typer.Typer) -> None:
+    from tessera.cli import remote_cmds
+
+    remote_cmds.register(data_app)
     app.add_typer(data_app)
     app.command()(lineage)

@@ -30,9 +30,7 @@ if TYPE_CHECKING:
     from tessera.data.store import ArtifactStore
     from tessera.pipeline.workspace import Workspace
 
-StagesArg = typer.Argument(
-    None, metavar="[STAGE]...", help="Only these stages and what they need (default: everything)."
-)
+StagesArg = typer.Argument(None, help="Only these stages and what they need (default: everything).")
 RemoteOpt = typer.Option(
     None,
     "--remote",
@@ -185,7 +183,7 @@ def _pull_stages(
     from tessera.pipeline.plan import stage_status
 
     ws = _open(stages)
-    total = TransferSummary("pull", remote.name, remote.url)
+    total = TransferSummary("pull", remote.name, remote.written_url)
     try:
         asked: set[str] = set()
         while True:

@@ -16,9 +16,10 @@ def lineage(meta: MetadataStore, fingerprint: str, *, max_depth: int = 500) -> d
     expanded once; later occurrences are marked ``"seen": True``.
     """
     seen: set[str] = set()
+    producers = meta.ancestry(fingerprint)
 
     def node(fp: str, depth: int) -> dict[str, Any]:
-        record = meta.producer(fp)
+        record = producers.get(fp)
         if record is None:
             return {"version": fp, "unknown": True}
         output = next((name for name, v in (record.outputs or {}).items() if v == fp), None)

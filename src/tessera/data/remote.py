@@ -50,7 +50,6 @@ OBJECT_STORES = frozenset(
     {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci", "oss", "r2", "memory"}
 )
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HASH = re.compile(r"^[0-9a-f]{32}$")
 
 REMOTES_EXAMPLE = """\
@@ -163,20 +162,15 @@ def human_bytes(n: float) -> str:
 
 
 def expand_vars(value: Any, remote: str, where: str) -> Any:
-    """Replace ``${VAR}`` in strings (recursively) by the environment variable VAR."""
+    """Replace ``${VAR}`` in strings (recursively) by the environment variable VAR.
+
+    Raises:
+        UsageError: naming the setting and the variable that is not set.
+    """
+    from tessera.envvars import expand
+
     if isinstance(value, str):
-
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
-            got = os.environ.get(name)
-            if got is None:
-                raise DataError(
-                    f"remote '{remote}': {where} uses ${{{name}}} but the environment variable "
-                    f"{name} is not set; export it (or change remotes.{remote} in tessera.yaml)"
-                )
-            return got
-
-        return _VAR.sub(sub, value)
+        return expand(value, what=f"remotes.{remote}.{where} in tessera.yaml")
     if isinstance(value, Mapping):
         return {k: expand_vars(v, remote, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -313,8 +307,9 @@ class Remote:
     """One artifact remote: an fsspec URL plus storage options.
 
     ``${VAR}`` in the URL and in option values is replaced by the environment variable VAR when
-    the remote is created (a missing variable is a ``DataError`` naming it). The connection is
-    made on first use.
+    the remote is created (a missing variable is a ``UsageError`` naming it); messages show the
+    URL as written, so an expanded secret never appears in them. The connection is made on
+    first use.
     """
 
     def __init__(
@@ -325,6 +320,7 @@ class Remote:
         name: str = "remote",
     ) -> None:
         self.name = name
+        self.written_url = url
         self.url = expand_vars(url, name, "url")
         self.options: dict[str, Any] = expand_vars(dict(options or {}), name, "options")
         self._fs: Any = None
@@ -334,11 +330,11 @@ class Remote:
         self._listed: dict[str, dict[str, int]] = {}
 
     def __repr__(self) -> str:
-        return f"Remote({self.name!r}, {self.url!r})"
+        return f"Remote({self.name!r}, {self.written_url!r})"
 
     # -- connection ------------------------------------------------------------------------
     def _where(self) -> str:
-        return f"remote '{self.name}' ({self.url})"
+        return f"remote '{self.name}' ({self.written_url})"
 
     @property
     def fs(self) -> Any:
@@ -352,11 +348,6 @@ class Remote:
         if self._fs is None:
             self._connect()
         return self._root
-
-    @property
-    def protocol(self) -> str:
-        proto = self.fs.protocol
-        return str(proto[0] if isinstance(proto, tuple | list) else proto)
 
     @property
     def is_object_store(self) -> bool:
@@ -423,6 +414,7 @@ class Remote:
             base = f"{root}/{prefix}" if root else prefix
             mine: dict[str, int] = {}
             try:
+                fs.invalidate_cache(base)  # s3fs & co. cache listings per instance
                 listing = fs.find(base, detail=True)
             except FileNotFoundError:
                 listing = {}
@@ -507,7 +499,7 @@ class Remote:
     ) -> TransferSummary:
         """Upload what the remote lacks: everything, or only ``keys`` and what they reference."""
         t0 = time.perf_counter()
-        summary = TransferSummary("push", self.name, self.url)
+        summary = TransferSummary("push", self.name, self.written_url)
         local = list_store(store.root)
         if not self.is_object_store:
             try:
@@ -588,7 +580,7 @@ class Remote:
         ``reuse_listing`` skips listing the remote again after an earlier call on this
         ``Remote`` (for a command that pulls in rounds)."""
         t0 = time.perf_counter()
-        summary = TransferSummary("pull", self.name, self.url)
+        summary = TransferSummary("pull", self.name, self.written_url)
         prefixes = [p for p in PREFIXES if p in kinds or keys is not None]
         remote = self.listing(prefixes, reuse=reuse_listing)
         if not remote and not self.exists():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import graphlib
+import os
 import socket
 import subprocess
 import time
@@ -111,8 +112,13 @@ def run_pipeline(
     A second run on the same project waits for the first to finish, after calling
     ``on_wait(holder)`` with what is known of the run holding the lock (pid, command, since).
     """
-    with run_lock(ws.project.state_dir, options.get("command", "tessera run"), on_wait):
-        return _run(ws, executor, **options)
+    cwd = os.getcwd()
+    os.chdir(ws.root)  # stages resolve relative paths against the project root
+    try:
+        with run_lock(ws.project.state_dir, options.get("command", "tessera run"), on_wait):
+            return _run(ws, executor, **options)
+    finally:
+        os.chdir(cwd)
 
 
 def _run(

@@ -331,6 +331,36 @@ class MetadataStore:
             found = self._records(stage_runs.c.id.in_(ids), limit=1)
         return found[0] if found else None
 
+    def ancestry(self, fingerprint: str) -> dict[str, StageRecord]:
+        """The producer of ``fingerprint`` and of every table upstream of it, by version.
+
+        One recursive query finds every ancestor version; one batch reads their records (a
+        version made by a run is preferred to runs that found it cached; the latest wins).
+        """
+        import sqlalchemy as sa
+
+        from tessera.data.metadata.schema import stage_inputs, stage_outputs, stage_runs
+
+        if not self.exists():
+            return {}
+        walk = sa.select(sa.literal(fingerprint).label("fp")).cte("walk", recursive=True)
+        walk = walk.union(
+            sa.select(stage_inputs.c.fingerprint)
+            .join(stage_outputs, stage_outputs.c.stage_run_id == stage_inputs.c.stage_run_id)
+            .join(walk, stage_outputs.c.fingerprint == walk.c.fp)
+        )
+        ids = sa.select(stage_outputs.c.stage_run_id).where(
+            stage_outputs.c.fingerprint.in_(sa.select(walk.c.fp))
+        )
+        found: dict[str, StageRecord] = {}
+        # Newest first: the first record seen for a version wins, a "done" one over "cached".
+        for rec in self._records(stage_runs.c.id.in_(ids)):
+            for fp in (rec.outputs or {}).values():
+                current = found.get(fp)
+                if current is None or (current.status != "done" and rec.status == "done"):
+                    found[fp] = rec
+        return found
+
     def history(self, stage: str, pipeline: str | None = None) -> list[StageRecord]:
         """Every record of ``stage`` that has outputs, oldest first."""
         from tessera.data.metadata.schema import runs, stage_runs
