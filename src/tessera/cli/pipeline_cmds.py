@@ -141,6 +141,8 @@ def execute(ws: Workspace, executor: Executor, view: RunView, **options: Any) ->
 def report(summary: RunSummary, argv: list[str], store: ArtifactStore | None = None) -> None:
     from tessera.pipeline.runner import resume_hint
 
+    for damage in summary.recovered:
+        err_console.print(f"[yellow]recovered:[/] {escape(damage)}")
     done, cached = summary.count("done"), summary.count("cached")
     if summary.status == "success":
         if done == 0:

@@ -56,6 +56,8 @@ class StageResult:
     error: str | None = None
     where: str | None = None
     report: str | None = None  # version id of the report table a failing stage left
+    #: An input failed verification and was moved aside: running again recomputes it.
+    corrupt_input: bool = False
 
 
 _REGISTRIES: dict[tuple[str, str], Any] = {}
@@ -150,8 +152,14 @@ def failed(job: StageJob, exc: BaseException) -> StageResult:
     Path(job.log).parent.mkdir(parents=True, exist_ok=True)
     with open(job.log, "w", encoding="utf-8") as log:
         traceback.print_exception(exc, file=log)
+    from tessera.data.errors import CorruptArtifactError
+
     return StageResult(
-        job.stage.name, ok=False, error=f"{type(exc).__name__}: {exc}", host=socket.gethostname()
+        job.stage.name,
+        ok=False,
+        error=f"{type(exc).__name__}: {exc}",
+        host=socket.gethostname(),
+        corrupt_input=isinstance(exc, CorruptArtifactError) and exc.moved_to is not None,
     )
 
 

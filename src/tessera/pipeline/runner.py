@@ -41,6 +41,7 @@ class StageEvent:
     log: str | None = None
     rows: int | None = None
     report: str | None = None  # version id of a failure report table (a validation report...)
+    corrupt_input: bool = False
 
 
 @dataclass
@@ -55,6 +56,8 @@ class RunSummary:
     failures: list[StageEvent] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Corrupted stored tables that were detected, moved aside and recomputed in this run.
+    recovered: list[str] = field(default_factory=list)
 
     def count(self, kind: str) -> int:
         return sum(1 for v in self.stages.values() if v == kind)
@@ -78,6 +81,7 @@ class RunSummary:
                 for f in self.failures
             ],
             "errors": self.errors,
+            "recovered": self.recovered,
         }
 
 
@@ -116,7 +120,15 @@ def run_pipeline(
     os.chdir(ws.root)  # stages resolve relative paths against the project root
     try:
         with run_lock(ws.project.state_dir, options.get("command", "tessera run"), on_wait):
-            return _run(ws, executor, **options)
+            summary = _run(ws, executor, **options)
+            if summary.failures and all(f.corrupt_input for f in summary.failures):
+                # Damaged inputs were moved aside: their stages are simply stale now. One more
+                # pass recomputes them and finishes the work (a second damage would not loop).
+                first = summary
+                summary = _run(ws, executor, **options)
+                summary.recovered = [f.error or "" for f in first.failures]
+                summary.seconds += first.seconds
+            return summary
     finally:
         os.chdir(cwd)
 
@@ -259,6 +271,7 @@ def _run(
                         where,
                         log,
                         report=result.report,
+                        corrupt_input=result.corrupt_input,
                     )
                     summary.failures.append(event)
                     on_event(event)

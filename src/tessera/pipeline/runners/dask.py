@@ -81,4 +81,5 @@ class DaskExecutor(Executor):
             self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+        self._client = self._cluster = None
         return []

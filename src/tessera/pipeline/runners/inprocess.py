@@ -77,5 +77,7 @@ class InProcessExecutor(Executor):
                 errors.append(f"stage '{stage}': storing outputs failed: {exc}")
         if self._writers is not None:
             self._writers.shutdown()
+            self._writers = None  # usable again: a new pool starts on the next submit
+        self._writes.clear()
         self._tables.clear()
         return errors

@@ -35,6 +35,7 @@ class ProcessExecutor(Executor):
     def close(self, *, cancel: bool = False) -> list[str]:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=cancel)
+            self._pool = None
         return []
 
 
