@@ -250,11 +250,13 @@ def transformations() -> str:
         )
         out.append(f"| [`{t.name}`](#{t.name}) | {t.arity()} | {outputs} | {t.summary} |")
     out.append("")
-    module = None
+    current = None
     for t in items:
-        group = t.func.__module__.rsplit(".", 1)[-1]
-        if group != module:
-            module = group
+        module = t.func.__module__
+        parts = module.split(".")
+        group = parts[-1] if module.startswith("tessera.transforms.") else parts[1]
+        if group != current:
+            current = group
             out += [f"### {group}", ""]
         out += [f"#### {t.name}", ""]
         doc = t.doc.strip()

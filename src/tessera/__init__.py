@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from tessera._version import __version__
 
-__all__ = ["InputPath", "OutputPath", "__version__", "transformation"]
+__all__ = ["InputPath", "OutputPath", "__version__", "check", "transformation"]
 
 if TYPE_CHECKING:
     from tessera.pipeline.registry import InputPath, OutputPath, transformation
+    from tessera.validation.checks import check
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from tessera.pipeline import registry
 
         return getattr(registry, name)
+    if name == "check":
+        from tessera.validation.checks import check
+
+        return check
     raise AttributeError(f"module 'tessera' has no attribute {name!r}")

@@ -97,3 +97,17 @@ def test_json_errors_are_json(project: Project) -> None:
     assert data["status"] == "error" and data["exit_code"] == 2
     assert data["problems"][0]["stage"] == "nosuch"
     assert data["problems"][0]["key"] == "x"
+
+
+def test_init_drafts_a_schema_from_data(project: Project, tmp_path: Path) -> None:
+    raw = project.root / "data" / "raw.csv"
+    fresh = run("init", "new", "--schema-from", str(raw), cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    schema = tmp_path / "new" / "schemas" / "raw.yaml"
+    assert (tmp_path / "new" / "tessera.yaml").is_file() and schema.is_file()
+    check = run("validate", str(raw), "--schema", str(schema), cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    into_existing = run("init", str(project.root), "--schema-from", str(raw), cwd=tmp_path)
+    assert into_existing.returncode == 0 and (project.root / "schemas" / "raw.yaml").is_file()
+    again = run("init", str(project.root), "--schema-from", str(raw), cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr

@@ -87,3 +87,10 @@ def test_wide_numeric_table_hashes_fast_enough_to_matter() -> None:
     # Behaviour, not speed: the buffers of a large table are hashed in place (no copies).
     table = pa.table({f"c{i}": np.arange(100_000, dtype="float64") for i in range(4)})
     assert len(fingerprint_table(table)) == 32
+
+
+def test_nested_columns_are_fingerprinted() -> None:
+    a = pa.table({"l": [[1, 2], [], None], "s": [{"x": 1}, {"x": 2}, None]})
+    b = pa.table({"l": [[1, 2], [3], None], "s": [{"x": 1}, {"x": 2}, None]})
+    assert fingerprint_table(a) != fingerprint_table(b)
+    assert fingerprint_table(a) == fingerprint_table(pa.concat_tables([a.slice(0, 1), a.slice(1)]))

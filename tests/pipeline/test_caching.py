@@ -141,3 +141,33 @@ def test_corrupted_artifact_is_detected_reported_and_recomputed(project: Project
     from tessera.data.fingerprint import fingerprint_table
 
     assert fingerprint_table(pq.read_table(path)) == fp
+
+
+def test_editing_a_project_check_invalidates_validation(project: Project, tessera) -> None:
+    project.write(
+        "transforms/checks.py",
+        """
+        import pandas as pd
+        from tessera import check
+
+        @check
+        def small(series: pd.Series) -> pd.Series:
+            return series.abs() < 100
+        """,
+    )
+    project.write("schemas/a.yaml", "columns:\n  x: {dtype: float64, checks: [small]}\n")
+    project.edit(
+        "pipeline.yaml",
+        "  b:       {uses: affine",
+        "  checked: {uses: validate, inputs: [a], with: {schema: schemas/a.yaml}}\n"
+        "  b:       {uses: affine",
+    )
+    assert tessera("run", cwd=project.root).code == 0
+    project.edit("transforms/checks.py", "series.abs() < 100", "series.abs() < 0.001")
+    reasons = {
+        s["stage"]: s["reasons"]
+        for s in tessera("status", "--json", cwd=project.root).json()["stages"]
+    }
+    assert reasons["checked"] == ["code changed"]
+    failed = tessera("run", cwd=project.root)
+    assert failed.code == 1 and "does not match the schema" in failed.err

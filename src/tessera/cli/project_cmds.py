@@ -18,12 +18,26 @@ def init(
     example: str = typer.Option(
         None, "--example", metavar="NAME", help=f"Scaffold an example: {', '.join(EXAMPLES)}."
     ),
+    schema_from: Path = typer.Option(
+        None,
+        "--schema-from",
+        metavar="DATA",
+        help="Draft schemas/NAME.yaml from a CSV or Parquet file, for you to edit "
+        "(into DIR, which may be an existing project).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Create a project: empty, or an example with its data."""
+    """Create a project (empty, or an example with its data); draft a schema from data."""
+    from tessera.config.project import PROJECT_FILE
     from tessera.examples import scaffold
 
+    if schema_from is not None and (directory / PROJECT_FILE).is_file() and example is None:
+        draft_schema_into(directory, schema_from, as_json)  # an existing project
+        return
     created = scaffold(directory, example)
+    if schema_from is not None:
+        draft_schema_into(directory, schema_from, as_json)
+        return
     if as_json:
         emit_json(
             {"directory": str(directory), "example": example, "files": [str(p) for p in created]}
@@ -33,6 +47,13 @@ def init(
     files = sum(1 for p in created if p.is_file())
     console.print(f"Created {what} in [bold]{directory}[/] ({files} files).")
     console.print(f"Next: [bold]cd {directory} && {command_name()} run[/]")
+
+
+def draft_schema_into(directory: Path, data: Path, as_json: bool) -> None:
+    """Write ``schemas/<data stem>.yaml`` in ``directory``, drafted from ``data``."""
+    from tessera.cli.validate_cmds import draft
+
+    draft(str(data), directory / "schemas" / f"{data.stem}.yaml", None, as_json)
 
 
 def demo(

@@ -72,14 +72,24 @@ def _feed(chunk: pa.Array, values: Any, lengths: Any) -> None:
     elif pa.types.is_boolean(t):
         filled = chunk.fill_null(False) if chunk.null_count else chunk
         values.update(filled.to_numpy(zero_copy_only=False).tobytes())
-    elif t.num_buffers == 2 and t.bit_width % 8 == 0 and t.bit_width > 0:
+    elif _fixed_width(t):
         if chunk.null_count:
             chunk = pc.if_else(chunk.is_valid(), chunk, pa.scalar(0).cast(t))
         width = t.bit_width // 8
         buf = chunk.buffers()[1]
         values.update(memoryview(buf)[chunk.offset * width : (chunk.offset + len(chunk)) * width])
-    else:  # nested, decimal and other rare types: slower but exact
-        values.update(repr(chunk.to_pylist()).encode())
+    else:  # nested and other rare types: value by value (slower, but exact and chunk-free)
+        for value in chunk.to_pylist():
+            values.update(repr(value).encode() + b"\x1e")
+
+
+def _fixed_width(t: pa.DataType) -> bool:
+    """Types stored as one buffer of fixed-size values (numbers, dates, times, decimals...)."""
+    try:
+        width = t.bit_width
+    except ValueError:  # lists, structs, maps...: not fixed width
+        return False
+    return t.num_buffers == 2 and width > 0 and width % 8 == 0
 
 
 def _feed_binary(chunk: pa.Array, wide: pa.DataType, empty: Any, values: Any, lengths: Any) -> None:

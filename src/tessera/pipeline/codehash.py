@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,8 +160,10 @@ def value_repr(value: Any, depth: int = 0) -> str | None:
     return None
 
 
-def code_hash(func: Any, config_model: type | None, project_root: Path | None) -> CodeHash:
-    """Hash ``func``, its config model and the local functions and classes they reach."""
+def code_hash(
+    func: Any, config_model: type | None, project_root: Path | None, extra: Iterable[Any] = ()
+) -> CodeHash:
+    """Hash ``func``, its config model, ``extra`` code and the local code they reach."""
     roots = [_TESSERA_DIR]
     if project_root is not None:
         roots.append(str(project_root.resolve()))
@@ -169,6 +171,8 @@ def code_hash(func: Any, config_model: type | None, project_root: Path | None) -
     hasher.visit(func, force=True)  # a transformation's own source always counts
     if config_model is not None:
         hasher.visit(config_model, force=True)
+    for obj in extra:
+        hasher.visit(obj, force=True)
     parts = sorted(hasher.seen.values()) + sorted(hasher.values.items())
     digest = hash_bytes(sys.version.split()[0].rsplit(".", 1)[0], *(f"{n}\n{s}" for n, s in parts))
     return CodeHash(digest, sorted(hasher.files))

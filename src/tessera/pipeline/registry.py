@@ -26,7 +26,7 @@ import inspect
 import sys
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, TypeVar, overload
@@ -78,6 +78,9 @@ class Transformation:
     libraries: tuple[str, ...]
     doc: str = ""
     origin: str = field(default="")
+    #: More code the result depends on that the function's body does not name (plugins looked
+    #: up by name at run time, say); called when the stage is resolved, hashed with the function.
+    extra_code: Callable[[], Iterable[Any]] | None = None
 
     @property
     def summary(self) -> str:
@@ -139,6 +142,7 @@ def transformation(
     name: str | None = None,
     outputs: Iterable[str] | None = None,
     libraries: Iterable[str] = (),
+    code: Callable[[], Iterable[Any]] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -148,6 +152,7 @@ def transformation(
     name: str | None = None,
     outputs: Iterable[str] | None = None,
     libraries: Iterable[str] = (),
+    code: Callable[[], Iterable[Any]] | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a function as a transformation that stages can use.
 
@@ -158,6 +163,8 @@ def transformation(
             tuple; ``()`` for a sink that writes files and returns nothing. Default: one output.
         libraries: distributions whose versions decide its result, added to the cache key
             (pandas, numpy, pyarrow and Tessera are always included).
+        code: a function returning more functions or classes whose source decides the result
+            though the body does not name them (checks looked up by name, for example).
 
     Raises:
         TransformationDefinitionError: the signature cannot be used (two config parameters, a
@@ -165,7 +172,7 @@ def transformation(
     """
 
     def mark(fn: F) -> F:
-        setattr(fn, MARK, _describe(fn, name, outputs, tuple(libraries)))
+        setattr(fn, MARK, replace(_describe(fn, name, outputs, tuple(libraries)), extra_code=code))
         return fn
 
     return mark(func) if func is not None else mark

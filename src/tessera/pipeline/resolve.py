@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tessera import __version__
+from tessera._version import __version__
 from tessera.config.errors import ConfigError, Problem, describe, did_you_mean
 from tessera.config.layers import Provenance, locate
 from tessera.config.project import Project
@@ -141,7 +141,8 @@ class Resolver:
             return None, problems
         config_json = config.model_dump(mode="json", by_alias=True)
         deps, outs = _paths(config)
-        ch = code_hash(t.func, t.config_model, self.project.root)
+        extra = list(t.extra_code()) if t.extra_code is not None else []
+        ch = code_hash(t.func, t.config_model, self.project.root, extra)
         files = {f: self.hasher.hash(Path(f)) or "" for f in ch.files}
         return (
             ResolvedStage(
