@@ -21,6 +21,7 @@ import typer
 from rich.markup import escape
 
 from tessera.cli.output import console, emit_json, err_console
+from tessera.cli.pipeline_cmds import JsonOpt
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -39,7 +40,6 @@ RemoteOpt = typer.Option(
     help="Remote from tessera.yaml (default: default_remote, or the only one).",
 )
 JobsOpt = typer.Option(8, "--jobs", "-j", min=1, metavar="N", help="Parallel transfers.")
-JsonOpt = typer.Option(False, "--json", metavar="", help="Machine-readable summary on stdout.")
 
 
 def push(
@@ -49,17 +49,7 @@ def push(
     as_json: bool = JsonOpt,
 ) -> None:
     """Upload artifacts the remote does not have yet (tables first, then cache entries)."""
-    from tessera.config.project import load_project
-
-    project = load_project()
-    target = resolve_remote(project, remote)
-    with BytesBar(enabled=not as_json) as bar:
-        if not stages:
-            summary = target.push(_store(project), jobs=jobs, progress=bar)
-            not_ready: list[str] = []
-        else:
-            summary, not_ready = _push_stages(target, stages, jobs, bar)
-    _report(summary, as_json, not_ready=not_ready)
+    _transfer("push", stages, remote, jobs, as_json)
 
 
 def pull(
@@ -69,16 +59,25 @@ def pull(
     as_json: bool = JsonOpt,
 ) -> None:
     """Download artifacts from the remote, verifying each one before it is installed."""
+    _transfer("pull", stages, remote, jobs, as_json)
+
+
+def _transfer(
+    direction: str, stages: list[str] | None, remote: str | None, jobs: int, as_json: bool
+) -> None:
+    """Push or pull everything, or just what ``stages`` need; then report."""
     from tessera.config.project import load_project
 
     project = load_project()
     target = resolve_remote(project, remote)
+    not_ready: list[str] = []
     with BytesBar(enabled=not as_json) as bar:
-        if not stages:
-            summary = target.pull(_store(project), jobs=jobs, progress=bar)
-            not_ready: list[str] = []
+        if stages:
+            by_stage = _push_stages if direction == "push" else _pull_stages
+            summary, not_ready = by_stage(target, stages, jobs, bar)
         else:
-            summary, not_ready = _pull_stages(target, stages, jobs, bar)
+            move = target.push if direction == "push" else target.pull
+            summary = move(_store(project), jobs=jobs, progress=bar)
     _report(summary, as_json, not_ready=not_ready)
 
 

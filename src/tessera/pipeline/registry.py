@@ -35,6 +35,7 @@ from pydantic import BaseModel
 
 from tessera.config.errors import ConfigError, Problem, did_you_mean
 from tessera.pipeline.errors import PipelineError, StageFailedError, TransformationDefinitionError
+from tessera.pipeline.signature import origin, resolved_hints
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -178,27 +179,6 @@ def transformation(
     return mark(func) if func is not None else mark
 
 
-def _where(fn: Callable[..., Any]) -> str:
-    code = getattr(fn, "__code__", None)
-    return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(fn)
-
-
-def _annotations(fn: Callable[..., Any]) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(fn, include_extras=True)
-    except Exception:
-        # Annotations naming things imported only for type checking: resolve what we can.
-        hints: dict[str, Any] = {}
-        for pname, ann in getattr(fn, "__annotations__", {}).items():
-            if isinstance(ann, str):
-                try:
-                    ann = eval(ann, getattr(fn, "__globals__", {}))
-                except Exception:
-                    continue
-            hints[pname] = ann
-        return hints
-
-
 def _unwrap_optional(annotation: Any) -> Any:
     """``Cfg | None`` -> ``Cfg``; anything else unchanged."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -213,10 +193,10 @@ def _describe(
     outputs: Iterable[str] | None,
     libraries: tuple[str, ...],
 ) -> Transformation:
-    where = _where(fn)
+    where = origin(fn)
     if not callable(fn) or not hasattr(fn, "__code__"):
         raise TransformationDefinitionError(f"@transformation needs a plain function ({where})")
-    hints = _annotations(fn)
+    hints = resolved_hints(fn, include_extras=True)
     config_param: str | None = None
     config_model: type[BaseModel] = NoConfig
     inputs: list[str] = []

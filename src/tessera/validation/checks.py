@@ -24,7 +24,6 @@ imported under the ``transforms`` package, and in installed packages' entry poin
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.metadata
 import inspect
@@ -39,6 +38,7 @@ from pydantic import BaseModel
 
 from tessera.config.errors import ConfigError, Problem, did_you_mean
 from tessera.pipeline.errors import TransformationDefinitionError
+from tessera.pipeline.signature import origin, resolved_hints
 
 F = TypeVar("F", bound=Callable[..., Any])
 Level = Literal["column", "table"]
@@ -113,25 +113,6 @@ def check(
     return mark(func) if func is not None else mark
 
 
-def _where(fn: Callable[..., Any]) -> str:
-    code = getattr(fn, "__code__", None)
-    return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(fn)
-
-
-def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
-    """Parameter annotations, resolved where possible (strings that cannot be stay strings)."""
-    try:
-        return typing.get_type_hints(fn)
-    except Exception:
-        hints: dict[str, Any] = {}
-        for pname, ann in getattr(fn, "__annotations__", {}).items():
-            if isinstance(ann, str):
-                with contextlib.suppress(Exception):
-                    ann = eval(ann, getattr(fn, "__globals__", {}))
-            hints[pname] = ann
-        return hints
-
-
 def _model_of(annotation: Any) -> type[BaseModel] | None:
     """``Cfg`` for ``Cfg`` or ``Cfg | None``; None when no pydantic model is annotated."""
     candidates = [annotation, *typing.get_args(annotation)]
@@ -147,11 +128,11 @@ def _is_frame(annotation: Any) -> bool:
 
 
 def _describe(fn: Callable[..., Any], name: str | None, level: Level | None) -> CheckDef:
-    where = _where(fn)
+    where = origin(fn)
     if not callable(fn) or not hasattr(fn, "__code__"):
         raise CheckDefinitionError(f"@check needs a plain function ({where})")
     label = getattr(fn, "__name__", "?")
-    hints = _hints(fn)
+    hints = resolved_hints(fn)
     data_param: str | None = None
     config_param: str | None = None
     config_model: type[BaseModel] | None = None
