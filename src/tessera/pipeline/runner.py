@@ -220,7 +220,17 @@ def _run(
                         outputs = entry["outputs"]
                         known[name] = outputs
                         summary.outputs[name] = outputs
-                        records.append(_record(stage, key, parts, "cached", entry))
+                        records.append(
+                            _record(
+                                stage,
+                                key,
+                                parts,
+                                "cached",
+                                outputs=outputs,
+                                shapes=entry.get("shapes"),
+                                outs=entry.get("outs"),
+                            )
+                        )
                         on_event(StageEvent("cached", name))
                         settle(name, "cached")
                         continue
@@ -258,7 +268,19 @@ def _run(
                     summary.outputs[name] = result.outputs
                     rows = next(iter(result.shapes.values()), [None])[0]
                     on_event(StageEvent("done", name, result.duration, log=log, rows=rows))
-                    records.append(_record(stage, key, parts, "done", None, result, started))
+                    records.append(
+                        _record(
+                            stage,
+                            key,
+                            parts,
+                            "done",
+                            outputs=result.outputs,
+                            shapes=result.shapes,
+                            outs=result.outs,
+                            result=result,
+                            started=started,
+                        )
+                    )
                     settle(name, "done")
                 else:
                     failed = True
@@ -275,7 +297,11 @@ def _run(
                     )
                     summary.failures.append(event)
                     on_event(event)
-                    records.append(_record(stage, key, parts, "failed", None, result, started, log))
+                    records.append(
+                        _record(
+                            stage, key, parts, "failed", result=result, started=started, log=log
+                        )
+                    )
                     settle(name, "failed")
     except BaseException:  # Ctrl-C or a bug: record what finished, then stop
         executor.close(cancel=True)
@@ -325,14 +351,15 @@ def _record(
     key: str,
     parts: dict[str, Any],
     status: str,
-    entry: dict[str, Any] | None,
+    *,
+    outputs: dict[str, str] | None = None,
+    shapes: dict[str, Any] | None = None,
+    outs: dict[str, str] | None = None,
     result: StageResult | None = None,
     started: float | None = None,
     log: str | None = None,
 ) -> StageRecord:
-    """The record of one stage: ``entry`` is the cache entry of a cached stage."""
-    source: Any = entry if entry is not None else result
-    get = source.get if isinstance(source, dict) else (lambda k: getattr(source, k, None))
+    """The record of one stage in this run, from its key components and what it produced."""
     return StageRecord(
         run_id="",
         stage=stage.name,
@@ -345,9 +372,9 @@ def _record(
         inputs=parts["inputs"],
         deps=parts["deps"],
         versions=parts["versions"],
-        outputs=(get("outputs") or None) if source is not None else None,
-        shapes=get("shapes") if source is not None else None,
-        outs=get("outs") if source is not None else None,
+        outputs=outputs,
+        shapes=shapes,
+        outs=outs,
         started=started or time.time(),
         duration=result.duration if result else None,
         host=result.host if result else None,
