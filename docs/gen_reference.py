@@ -281,21 +281,26 @@ def cli() -> str:
     group: Any = typer.main.get_command(app)
     out = [CLI_INTRO]
     ctx = typer.Context(group, info_name="tessera")
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        assert command is not None
-        sub = typer.Context(command, info_name=name, parent=ctx)
+
+    def document(command: Any, name: str, parent: Any) -> None:
+        sub = typer.Context(command, info_name=name.split()[-1], parent=parent)
+        if hasattr(command, "list_commands"):  # a group: `tessera data ...`
+            for child in command.list_commands(sub):
+                document(command.get_command(sub, child), f"{name} {child}", sub)
+            return
         usage = " ".join(command.collect_usage_pieces(sub))
-        out += [
-            f"## `tessera {name}`",
-            "",
-            (command.help or "").strip(),
-            "",
-            "```text",
-            f"tessera {name} {usage}".strip(),
-            "```",
-            "",
-        ]
+        out.extend(
+            [
+                f"## `tessera {name}`",
+                "",
+                (command.help or "").strip(),
+                "",
+                "```text",
+                f"tessera {name} {usage}".strip(),
+                "```",
+                "",
+            ]
+        )
         rows = []
         for param in command.params:
             if param.param_type_name == "argument":
@@ -304,9 +309,12 @@ def cli() -> str:
                 flags = ", ".join(param.opts + param.secondary_opts)
                 rows.append((flags, param.help or ""))
         if rows:
-            out += ["| argument / option | meaning |", "| --- | --- |"]
-            out += [f"| `{a}` | {h} |" for a, h in rows]
+            out.extend(["| argument / option | meaning |", "| --- | --- |"])
+            out.extend(f"| `{a}` | {h} |" for a, h in rows)
             out.append("")
+
+    for name in group.list_commands(ctx):
+        document(group.get_command(ctx, name), name, ctx)
     return "\n".join(out)
 
 

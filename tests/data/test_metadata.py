@@ -136,3 +136,14 @@ def test_bad_urls_are_clear(tmp_path: Path) -> None:
     bad.write_text("not a database" * 100)
     with pytest.raises(DataError, match="cannot be read"):
         MetadataStore(f"sqlite:///{bad}").runs()
+
+
+@pytest.mark.parametrize(
+    "url", ["nosuchdb://x/y", "notaurl", "postgresql+psycopg://postgres@127.0.0.1:notaport/x"]
+)
+def test_misconfigured_urls_are_configuration_errors(url: str) -> None:
+    from tessera.data.errors import StoreConfigError
+
+    with pytest.raises(StoreConfigError, match=r"stores\.metadata in tessera\.yaml") as info:
+        MetadataStore(url).runs()
+    assert info.value.exit_code == 2

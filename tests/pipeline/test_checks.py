@@ -147,3 +147,32 @@ def test_unreadable_run_records(project: Project, tessera) -> None:
     result = tessera("run", "-o", "a.factor=9", cwd=project.root)
     assert result.code == 1
     assert "cannot be read" in result.err and "Traceback" not in result.err
+
+
+def test_duplicate_keys_are_errors(project: Project, tessera) -> None:
+    project.edit(
+        "pipeline.yaml",
+        "  joined:  {uses: stack",
+        "  right:   {uses: untouched, inputs: [split.left]}\n  joined:  {uses: stack",
+    )
+    result = tessera("run", cwd=project.root)
+    assert result.code == 2
+    assert "pipeline.yaml:8 key 'stages.right': duplicate key" in " ".join(result.err.split())
+
+
+def test_validate_stage_schema_is_checked_before_running(project: Project, tessera) -> None:
+    project.write("schemas/a.yaml", "columns:\n  x: {dtype: float64}\n")
+    project.edit(
+        "pipeline.yaml",
+        "  b:       {uses: affine",
+        "  checked: {uses: validate, inputs: [a], with: {schema: schemas/a.yaml}}\n"
+        "  b:       {uses: affine",
+    )
+    assert tessera("run", cwd=project.root).code == 0
+    project.write("schemas/a.yaml", "columns:\n  x: {dtype: float64, mni: 0}\n")  # a typo
+    result = tessera("run", "-o", "a.factor=3", cwd=project.root)
+    assert result.code == 2  # the memo must notice the edited schema file
+    err = " ".join(result.err.split())
+    assert "stage 'checked' key 'schema': invalid value; expected a valid schema" in err
+    assert "schemas/a.yaml:2 key 'columns.x.mni': unknown key (did you mean 'min'?)" in err
+    assert "a.factor" not in (project.root / ".tessera").as_posix()  # nothing ran

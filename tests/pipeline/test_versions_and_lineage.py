@@ -171,3 +171,35 @@ def test_reproducible_versions_in_another_checkout(project: Project, tessera, tm
         s["stage"]: s["outputs"] for s in second["stages"]
     }
     assert {s["status"] for s in second["stages"]} == {"done"}
+
+
+def test_lineage_through_stages_that_pass_their_input_on(project: Project, tessera) -> None:
+    """'right' returns split.right unchanged: the same version id made by two stages."""
+    project.edit(
+        "pipeline.yaml",
+        "  joined:  {uses: stack, inputs: [left, right]}",
+        "  joined:  {uses: stack, inputs: [left, right]}\n"
+        "  same:    {uses: untouched, inputs: [raw]}\n"
+        "  again:   {uses: affine, inputs: [same], with: {column: x}}",
+    )
+    tessera("run", cwd=project.root)
+    tree = tessera("lineage", "again", "--json", cwd=project.root).json()
+    assert tree["stage"] == "again"
+    same = tree["inputs"][0]
+    assert same["stage"] == "same" and not same.get("seen")
+    raw = same["inputs"][0]
+    assert raw["stage"] == "raw" and raw["version"] == same["version"]
+    assert raw["files"][0]["path"] == "data/raw.csv"
+    right = tessera("lineage", "right", "--json", cwd=project.root).json()
+    assert right["stage"] == "right" and right["inputs"][0]["stage"] == "split"
+
+
+def test_latest_is_the_current_version(project: Project, tessera) -> None:
+    tessera("run", cwd=project.root)
+    tessera("run", "-o", "b.factor=5", cwd=project.root)
+    tessera("run", cwd=project.root)  # back: nothing runs, nothing is recorded
+    log = tessera("data", "log", "b", "--json", cwd=project.root).json()["versions"]
+    current = tessera("data", "show", "b", "--json", cwd=project.root).json()["version"]
+    assert current == log[0]["version"]  # the pipeline as configured now gives version 1
+    multi = tessera("data", "log", "split", cwd=project.root)
+    assert multi.code == 2 and "name one: split.left, split.right" in multi.err

@@ -34,6 +34,7 @@ class Version:
     id: str
     label: str
     path: str | None = None  # for raw files: the path it was read from
+    stage: str | None = None  # for a table named by its stage
 
 
 def resolve(ws: Workspace, ref: str) -> Version:
@@ -43,15 +44,17 @@ def resolve(ws: Workspace, ref: str) -> Version:
 
     stage, _, output = ref.partition(".")
     if stage in ws.pipeline.stages and (not output or output in ws.pipeline.stages[stage].outputs):
-        outputs = ws.pipeline.stages[stage].outputs
-        if not outputs:
-            raise UsageError(f"stage '{stage}' writes files and has no table output")
-        name = output or outputs[0]
-        history = ws.records.history(stage, ws.pipeline.file)
-        for rec in reversed(history):
+        name = output_name(ws, stage, output)
+        # The version the pipeline gives now (from the cache), else the latest recorded one.
+        from tessera.pipeline.plan import stage_status
+
+        current = next(s for s in stage_status(ws, [stage]) if s.stage == stage)
+        if current.up_to_date:
+            return Version("table", current.outputs[name], ref, stage=stage)
+        for rec in reversed(ws.records.history(stage, ws.pipeline.file)):
             if name in (rec.outputs or {}):
-                return Version("table", rec.outputs[name], ref)
-        raise UsageError(f"stage '{stage}' has no recorded version yet: run `tessera run {stage}`")
+                return Version("table", rec.outputs[name], ref, stage=stage)
+        raise UsageError(f"stage '{stage}' has no version yet: run `tessera run {stage}`")
     if (ws.root / ref).exists() or ws.records.file_history(ref):
         history = ws.records.file_history(ref)
         if not history:
@@ -78,6 +81,35 @@ def resolve(ws: Workspace, ref: str) -> Version:
         f"'{ref}' is not a stage, a file the pipeline reads, or a known version id"
         + (f" ({hint})" if hint else "")
     )
+
+
+def _current_version(ws: Workspace, target: str) -> str | None:
+    """The version the pipeline as configured now gives (None when it must run first)."""
+    from tessera.pipeline.plan import stage_status
+
+    stage, _, output = target.partition(".")
+    if stage not in ws.pipeline.stages:
+        path = ws.root / target
+        return ws.hasher.hash(path) if path.is_file() else None
+    current = next(s for s in stage_status(ws, [stage]) if s.stage == stage)
+    if not current.up_to_date:
+        return None
+    return current.outputs.get(output_name(ws, stage, output))
+
+
+def output_name(ws: Workspace, stage: str, output: str) -> str:
+    """The output meant by ``stage`` or ``stage.output`` (several outputs: it must be named)."""
+    from tessera.errors import UsageError
+
+    outputs = ws.pipeline.stages[stage].outputs
+    if not outputs:
+        raise UsageError(f"stage '{stage}' writes files and has no table output")
+    if output:
+        return output
+    if len(outputs) > 1:
+        choices = ", ".join(f"{stage}.{o}" for o in outputs)
+        raise UsageError(f"stage '{stage}' has {len(outputs)} outputs; name one: {choices}")
+    return outputs[0]
 
 
 def _file_path_of(ws: Workspace, digest: str) -> str | None:
@@ -117,15 +149,12 @@ def log_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """The versions of a stage's output (or of a raw input file) over runs."""
-    from tessera.errors import UsageError
 
     ws = open_ws(None, None, pipeline)
     stage, _, output = target.partition(".")
     entries: list[dict[str, Any]] = []
     if stage in ws.pipeline.stages:
-        name = output or next(iter(ws.pipeline.stages[stage].outputs), None)
-        if name is None:
-            raise UsageError(f"stage '{stage}' writes files and has no table output")
+        name = output_name(ws, stage, output)
         records = ws.records.history(stage, ws.pipeline.file)
         pairs = [(r, (r.outputs or {}).get(name), (r.shapes or {}).get(name)) for r in records]
     else:
@@ -134,6 +163,7 @@ def log_cmd(
             resolve(ws, target)  # raises the "not a stage, file or version" error
         pairs = [(r, (r.deps or {}).get(target), None) for r in records]
     by_version: dict[str, dict[str, Any]] = {}
+    latest = None  # the version of the most recent run, not the most recently new one
     for rec, vid, shape in pairs:
         if vid is None:
             continue
@@ -152,9 +182,27 @@ def log_cmd(
         entry["runs"] += 1
         entry["last_seen"] = rec.started
         entry["last_run"] = rec.run_id
+        latest = vid
         if rec.status == "done" and entry["made_by"] is None:
             entry["made_by"] = rec.run_id
+    current = _current_version(ws, target)
+    if current is not None and current not in by_version:
+        # In the cache (pulled from a remote, or made before records were kept), not recorded.
+        entries.append(
+            {
+                "version": current,
+                "first_seen": None,
+                "first_run": None,
+                "made_by": None,
+                "runs": 0,
+                "rows": None,
+                "columns": None,
+            }
+        )
     ws.close()
+    for e in entries:
+        e["latest"] = e["version"] == latest
+        e["current"] = e["version"] == current
     if as_json:
         emit_json({"target": target, "versions": entries})
         return
@@ -166,12 +214,12 @@ def log_cmd(
     table = Table(box=None, header_style="bold")
     for col in ("version", "first seen", "made by run", "runs", "rows", "columns"):
         table.add_column(col)
-    for i, e in enumerate(entries):
-        current = " (latest)" if i == len(entries) - 1 else ""
+    for e in entries:
+        current = " (current)" if e["current"] else (" (latest run)" if e["latest"] else "")
         table.add_row(
             e["version"][:12] + current,
             _when(e["first_seen"]),
-            e["made_by"] or e["first_run"],
+            e["made_by"] or e["first_run"] or "(not recorded here)",
             str(e["runs"]),
             "" if e["rows"] is None else f"{e['rows']:,}",
             "" if e["columns"] is None else str(e["columns"]),
@@ -362,7 +410,7 @@ def lineage(
     v = resolve(ws, artifact)
     if v.kind != "table":
         raise UsageError(f"{artifact} is a raw file: it is where lineage ends")
-    tree = walk(ws.records, v.id)
+    tree = walk(ws.records, v.id, stage=v.stage)
     ws.close()
     if as_json:
         emit_json(tree)

@@ -35,7 +35,9 @@ class RemoteConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(description="Any fsspec URL: file:///shared/cache, s3://bucket/prefix, ...")
+    url: str = Field(
+        min_length=1, description="Any fsspec URL: file:///shared/cache, s3://bucket/prefix, ..."
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="fsspec storage options (e.g. `endpoint_url`, `key`, `secret`, `profile`); "

@@ -174,6 +174,7 @@ def validate_model(
     locate: Locator,
     stage: str | None = None,
     prefix: str = "",
+    context: dict[str, Any] | None = None,
 ) -> tuple[M | None, list[Problem]]:
     """Validate ``data`` with ``model``; never raises for bad data.
 
@@ -184,7 +185,7 @@ def validate_model(
         The instance (or None) and the list of problems, each naming file, line, stage and key.
     """
     try:
-        return model.model_validate(data), []
+        return model.model_validate(data, context=context), []
     except ValidationError as exc:
         errors = [
             (err, *_data_loc(data, tuple(err["loc"]), err["type"] == "missing"))

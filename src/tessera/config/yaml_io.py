@@ -54,18 +54,22 @@ class YamlDocument:
         return None
 
 
-def _collect_lines(node: yaml.Node, prefix: KeyPath, out: dict[KeyPath, int]) -> None:
+def _collect_lines(
+    node: yaml.Node, prefix: KeyPath, out: dict[KeyPath, int], dupes: list[tuple[KeyPath, int]]
+) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
             path = (*prefix, key)
+            if path in out:  # YAML would silently keep the last one: a stage, a rule lost
+                dupes.append((path, key_node.start_mark.line + 1))
             out[path] = key_node.start_mark.line + 1
-            _collect_lines(value_node, path, out)
+            _collect_lines(value_node, path, out, dupes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             path = (*prefix, i)
             out[path] = item.start_mark.line + 1
-            _collect_lines(item, path, out)
+            _collect_lines(item, path, out, dupes)
 
 
 def parse_yaml(text: str, path: str = "<string>") -> YamlDocument:
@@ -88,8 +92,22 @@ def parse_yaml(text: str, path: str = "<string>") -> YamlDocument:
     finally:
         loader.dispose()
     lines: dict[KeyPath, int] = {(): 1}
+    dupes: list[tuple[KeyPath, int]] = []
     if node is not None:
-        _collect_lines(node, (), lines)
+        _collect_lines(node, (), lines, dupes)
+    if dupes:
+        raise ConfigError(
+            [
+                Problem(
+                    "duplicate key (YAML would keep only the last one)",
+                    path,
+                    line,
+                    key=".".join(str(k) for k in keypath),
+                    hint="rename or merge them",
+                )
+                for keypath, line in dupes
+            ]
+        )
     return YamlDocument(path=path, data=data, lines=lines)
 
 

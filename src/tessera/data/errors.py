@@ -11,6 +11,15 @@ class DataError(TesseraError):
     """Stored or produced data is unusable (bad table shape, unreadable file...)."""
 
 
+class StoreConfigError(DataError):
+    """A store or remote is configured in a way that cannot work (bad URL, missing driver).
+
+    A configuration mistake, so exit code 2, unlike an unreachable server or a full disk.
+    """
+
+    exit_code = 2
+
+
 class CorruptArtifactError(DataError):
     """A stored artifact does not match its content hash (truncated, edited or bit-rotten)."""
 

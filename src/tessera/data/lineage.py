@@ -7,21 +7,32 @@ from typing import Any
 from tessera.data.metadata import MetadataStore
 
 
-def lineage(meta: MetadataStore, fingerprint: str, *, max_depth: int = 500) -> dict[str, Any]:
+def lineage(
+    meta: MetadataStore, fingerprint: str, *, stage: str | None = None, max_depth: int = 500
+) -> dict[str, Any]:
     """The tree of stages, table versions and raw files that produced ``fingerprint``.
 
     Each node: ``{"version", "stage", "output", "uses", "run", "commit", "dirty", "config",
     "code_hash", "rows", "columns", "inputs": [nodes], "files": [{"path", "hash"}]}``; a version
     no run produced is a node with only ``version`` (``"unknown": True``). Shared ancestors are
-    expanded once; later occurrences are marked ``"seen": True``.
+    expanded once; later occurrences are marked ``"seen": True``. ``stage`` names the stage
+    whose output ``fingerprint`` is, when several stages produced the same version.
     """
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     producers = meta.ancestry(fingerprint)
 
-    def node(fp: str, depth: int) -> dict[str, Any]:
-        record = producers.get(fp)
+    def pick(fp: str, name: str | None) -> Any:
+        if name is not None:
+            return producers.get((name, fp))
+        candidates = [rec for (_, v), rec in producers.items() if v == fp]
+        # Several stages made this version: start from the one that ran last, the most
+        # downstream of them; the walk reaches the others through its inputs.
+        return max(candidates, key=lambda r: r.started or 0.0, default=None)
+
+    def node(fp: str, depth: int, name: str | None) -> dict[str, Any]:
+        record = pick(fp, name)
         if record is None:
-            return {"version": fp, "unknown": True}
+            return {"version": fp, "unknown": True, **({"stage": name} if name else {})}
         output = next((name for name, v in (record.outputs or {}).items() if v == fp), None)
         shape = (record.shapes or {}).get(output) or [None, None]
         item: dict[str, Any] = {
@@ -40,14 +51,17 @@ def lineage(meta: MetadataStore, fingerprint: str, *, max_depth: int = 500) -> d
             "files": [{"path": p, "hash": h} for p, h in (record.deps or {}).items()],
             "inputs": [],
         }
-        if fp in seen:
+        if (record.stage, fp) in seen:
             return {**item, "seen": True, "files": [], "inputs": []}
-        seen.add(fp)
+        seen.add((record.stage, fp))
         if depth < max_depth:
-            item["inputs"] = [node(in_fp, depth + 1) for _, in_fp in (record.inputs or [])]
+            item["inputs"] = [
+                node(in_fp, depth + 1, str(ref).partition(".")[0])
+                for ref, in_fp in (record.inputs or [])
+            ]
         return item
 
-    return node(fingerprint, 0)
+    return node(fingerprint, 0, stage)
 
 
 def render(tree: dict[str, Any]) -> str:
@@ -56,7 +70,8 @@ def render(tree: dict[str, Any]) -> str:
 
     def label(n: dict[str, Any]) -> str:
         if n.get("unknown"):
-            return f"{n['version'][:12]} (no recorded run produced this version)"
+            who = f"{n['stage']} " if n.get("stage") else ""
+            return f"{who}{n['version'][:12]} (no recorded run produced this version here)"
         name = n["stage"] if n.get("output") in (None, "out") else f"{n['stage']}.{n['output']}"
         shape = f", {n['rows']:,} x {n['columns']}" if n.get("rows") is not None else ""
         commit = (n.get("commit") or "")[:10]

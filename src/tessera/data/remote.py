@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tessera.data.atomic import atomic_write
-from tessera.data.errors import DataError
+from tessera.data.errors import DataError, StoreConfigError
 from tessera.data.store import ArtifactStore
 
 #: The content-addressed directories a remote mirrors, in transfer order.
@@ -365,19 +365,19 @@ class Remote:
             fs, root = url_to_fs(self.url, **self.options)
         except ImportError as exc:
             extra = " (pip install 'tessera[s3]')" if scheme in ("s3", "s3a") else ""
-            raise DataError(
+            raise StoreConfigError(
                 f"{self._where()}: the '{scheme}' protocol needs a package that is not "
                 f"installed: {exc}{extra}"
             ) from None
         except ValueError as exc:
             if "Protocol not known" in str(exc):
-                raise DataError(
+                raise StoreConfigError(
                     f"{self._where()}: unknown protocol '{scheme}'; use an fsspec URL such as "
                     "file:///shared/cache, s3://bucket/prefix or gs://bucket/prefix"
                 ) from None
-            raise DataError(f"{self._where()}: bad URL or options: {exc}") from None
+            raise StoreConfigError(f"{self._where()}: bad URL or options: {exc}") from None
         except TypeError as exc:
-            raise DataError(
+            raise StoreConfigError(
                 f"{self._where()}: bad storage options {sorted(self.options)}: {exc}; "
                 f"check remotes.{self.name}.options in tessera.yaml"
             ) from None

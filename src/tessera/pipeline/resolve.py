@@ -136,14 +136,23 @@ class Resolver:
             found = locate(prov, path)
             return (found.file, found.line) if found else (self.spec.file, self.spec.line(name))
 
-        config, problems = validate_model(t.config_model, raw, locate=where, stage=name)
+        config, problems = validate_model(
+            t.config_model,
+            raw,
+            locate=where,
+            stage=name,
+            context={"project_root": self.project.root},
+        )
         if config is None:
             return None, problems
         config_json = config.model_dump(mode="json", by_alias=True)
         deps, outs = _paths(config)
         extra = list(t.extra_code()) if t.extra_code is not None else []
         ch = code_hash(t.func, t.config_model, self.project.root, extra)
-        files = {f: self.hasher.hash(Path(f)) or "" for f in ch.files}
+        # The memo is trusted while these are unchanged: the code, and the files the stage
+        # reads (a config model may check them, as the `validate` stage checks its schema).
+        sources = [*ch.files, *(str((self.project.root / d).resolve()) for d in deps)]
+        files = {f: self.hasher.hash(Path(f)) or "" for f in sources}
         return (
             ResolvedStage(
                 name=name,

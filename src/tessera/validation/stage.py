@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from tessera.pipeline.errors import StageReportError
 from tessera.pipeline.registry import InputPath, transformation
@@ -29,6 +29,28 @@ class Validate(BaseModel):
         description="The schema file, relative to the project root (see docs/validation.md); "
         "its content is part of the stage's cache key.",
     )
+
+    @field_validator("schema_file")
+    @classmethod
+    def _schema_is_valid(cls, value: str, info: ValidationInfo) -> str:
+        """When the pipeline is checked (before anything runs), the schema is checked too."""
+        root = (info.context or {}).get("project_root")
+        if root is None:  # running: the stage loads (and checks) the schema itself
+            return value
+        from pathlib import Path
+
+        from tessera.config.errors import ConfigError
+        from tessera.validation.schema import load_schema
+
+        if not (Path(root) / value).is_file():
+            raise ValueError("an existing schema file")
+        try:
+            load_schema(Path(root) / value, value)
+        except ConfigError as exc:
+            raise ValueError(
+                "a valid schema: " + "; ".join(p.render() for p in exc.problems)
+            ) from None
+        return value
 
 
 def _check_code() -> list[Any]:

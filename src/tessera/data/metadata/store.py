@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tessera.data.errors import DataError
+from tessera.data.errors import DataError, StoreConfigError
 
 #: The newest migration in ``migrations/versions`` (a test keeps the two in step).
 HEAD_REVISION = "0001"
@@ -93,12 +93,13 @@ class MetadataStore:
             kwargs["pool_pre_ping"] = True
         try:
             engine = sa.create_engine(self.url, **kwargs)
-        except (ArgumentError, NoSuchModuleError) as exc:
-            raise DataError(
-                f"metadata store URL {self._safe_url()!r} is not usable: {exc}"
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            raise StoreConfigError(
+                f"metadata store URL {self._safe_url()!r} (stores.metadata in tessera.yaml) is "
+                f"not usable: {exc}"
             ) from None
         except ImportError as exc:
-            raise DataError(
+            raise StoreConfigError(
                 f"the metadata store {self._safe_url()!r} needs a driver: {exc}; for "
                 "PostgreSQL, pip install 'tessera[postgres]'"
             ) from None
@@ -113,6 +114,11 @@ class MetadataStore:
 
         try:
             self._migrate(engine)
+        except ValueError as exc:  # e.g. a port that is not a number, found when connecting
+            raise StoreConfigError(
+                f"metadata store URL {self._safe_url()!r} (stores.metadata in tessera.yaml) is "
+                f"not usable: {exc}"
+            ) from None
         except OperationalError as exc:
             raise DataError(
                 f"cannot use the metadata store {self._safe_url()}: {exc.orig}"
@@ -331,9 +337,11 @@ class MetadataStore:
             found = self._records(stage_runs.c.id.in_(ids), limit=1)
         return found[0] if found else None
 
-    def ancestry(self, fingerprint: str) -> dict[str, StageRecord]:
-        """The producer of ``fingerprint`` and of every table upstream of it, by version.
+    def ancestry(self, fingerprint: str) -> dict[tuple[str, str], StageRecord]:
+        """Records of every stage that produced ``fingerprint`` or a table upstream of it.
 
+        Keyed by (stage, version): two stages can produce the same version (a filter that keeps
+        every row, a validation that passes its input on), and lineage must tell them apart.
         One recursive query finds every ancestor version; one batch reads their records (a
         version made by a run is preferred to runs that found it cached; the latest wins).
         """
@@ -352,13 +360,13 @@ class MetadataStore:
         ids = sa.select(stage_outputs.c.stage_run_id).where(
             stage_outputs.c.fingerprint.in_(sa.select(walk.c.fp))
         )
-        found: dict[str, StageRecord] = {}
+        found: dict[tuple[str, str], StageRecord] = {}
         # Newest first: the first record seen for a version wins, a "done" one over "cached".
         for rec in self._records(stage_runs.c.id.in_(ids)):
             for fp in (rec.outputs or {}).values():
-                current = found.get(fp)
+                current = found.get((rec.stage, fp))
                 if current is None or (current.status != "done" and rec.status == "done"):
-                    found[fp] = rec
+                    found[(rec.stage, fp)] = rec
         return found
 
     def history(self, stage: str, pipeline: str | None = None) -> list[StageRecord]:
