@@ -73,13 +73,16 @@ def test_an_invalid_table_fails_the_stage_and_skips_downstream(checked: Project,
     assert "schemas/raw.yaml" in text.err
 
 
-def test_a_bad_schema_fails_the_stage_with_its_location(checked: Project, tessera) -> None:
+def test_a_bad_schema_is_reported_before_running(checked: Project, tessera) -> None:
     checked.edit("schemas/raw.yaml", "max: 8", "maxx: 8")
     result = tessera("run", "--json", cwd=checked.root)
-    assert result.code != 0
-    assert statuses(result)["after"] == "skipped"
-    error = result.json()["failures"][0]["error"]
-    assert "schemas/raw.yaml:3 key 'columns.y.maxx': unknown key (did you mean 'max'?)" in error
+    assert result.code == 2  # a configuration mistake, found before any stage runs
+    data = result.json()
+    assert data["status"] == "error"
+    assert (
+        "schemas/raw.yaml:3 key 'columns.y.maxx': unknown key (did you mean 'max'?)"
+        in (data["error"])
+    )
 
 
 def test_a_missing_schema_file_is_reported_before_running(checked: Project, tessera) -> None:
