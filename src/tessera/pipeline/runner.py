@@ -7,6 +7,7 @@ hit (early cut-off), and nothing is recomputed that does not need to be.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import graphlib
 import os
@@ -15,7 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,21 +184,35 @@ def _run(
             if not consumers[up]:
                 executor.release(up)
 
+    opening: list[Future[None]] = []
+
     def start_run() -> str:
+        """A run id now; the run's first record is written in the background.
+
+        Opening the metadata store (importing SQLAlchemy, maybe creating the database) and asking
+        git for the commit take a good part of a second: they overlap with the first stages
+        instead of delaying them. ``finish`` waits for it.
+        """
         nonlocal log_dir
         rid = new_run_id()
-        commit, dirty = _git(ws.root)
-        ws.records.start_run(
-            rid,
-            pipeline.file,
-            command=command,
-            executor=executor.name,
-            env=env,
-            git_commit=commit,
-            git_dirty=dirty,
-            host=socket.gethostname(),
-            user=getpass.getuser(),
-        )
+
+        def record_start() -> None:
+            commit, dirty = _git(ws.root)
+            ws.records.start_run(
+                rid,
+                pipeline.file,
+                command=command,
+                executor=executor.name,
+                env=env,
+                git_commit=commit,
+                git_dirty=dirty,
+                host=socket.gethostname(),
+                user=getpass.getuser(),
+            )
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="tessera-records")
+        opening.append(pool.submit(record_start))
+        pool.shutdown(wait=False)
         log_dir = ws.project.state_dir / "logs" / rid
         summary.run_id = rid
         return rid
@@ -308,7 +323,10 @@ def _run(
         if run_id is not None:
             for rec in records:
                 rec.run_id = run_id
-            ws.records.finish_run(run_id, "interrupted", records)
+            with contextlib.suppress(Exception):  # record what we can; the interrupt matters more
+                for started_run in opening:
+                    started_run.result()
+                ws.records.finish_run(run_id, "interrupted", records)
         save_last_state(ws, records)
         ws.hasher.save()
         raise
@@ -319,6 +337,8 @@ def _run(
     if run_id is not None:
         for rec in records:
             rec.run_id = run_id
+        for started_run in opening:
+            started_run.result()  # raises if the store could not be opened
         ws.records.finish_run(run_id, summary.status, records)
     ws.hasher.save()
     summary.seconds = time.perf_counter() - t_start

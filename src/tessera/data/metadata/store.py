@@ -141,10 +141,14 @@ class MetadataStore:
     def _migrate(self, engine: Any) -> None:
         import sqlalchemy as sa
 
-        with engine.connect() as conn:
+        with engine.begin() as conn:
+            inspector = sa.inspect(conn)
             current = None
-            if sa.inspect(conn).has_table("alembic_version"):
+            if inspector.has_table("alembic_version"):
                 current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            elif not inspector.has_table("runs"):
+                create_fresh(conn)  # a new database: the newest schema directly, stamped
+                return
         if current == HEAD_REVISION:
             return
         migrate(engine)
@@ -437,6 +441,26 @@ class MetadataStore:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(runs).order_by(runs.c.started.desc()).limit(limit))
             return [dict(r._mapping) for r in rows]
+
+
+def create_fresh(conn: Any) -> None:
+    """Create the newest schema in an empty database and stamp it with ``HEAD_REVISION``.
+
+    Equivalent to running every migration (a test checks that both give the same tables) but
+    without importing Alembic, which matters on a project's first run.
+    """
+    import sqlalchemy as sa
+
+    from tessera.data.metadata.schema import metadata
+
+    metadata.create_all(conn)
+    version = sa.Table(
+        "alembic_version",
+        sa.MetaData(),
+        sa.Column("version_num", sa.String(32), primary_key=True),
+    )
+    version.create(conn)
+    conn.execute(version.insert().values(version_num=HEAD_REVISION))
 
 
 def migrate(engine: Any) -> None:
