@@ -88,6 +88,9 @@ def test_demo_runs_the_churn_example(tmp_path: Path) -> None:
     assert again.returncode == 0
     assert "Nothing to run" in again.stdout
     assert "split.train: 4,000 rows" in again.stdout
+    # The "Try next" commands name an executable that exists (tessera may not be on PATH).
+    hint = next(line.split()[0] for line in again.stdout.splitlines() if " status " in line)
+    assert hint == "tessera" or Path(hint).is_file()
 
 
 def test_json_errors_are_json(project: Project) -> None:

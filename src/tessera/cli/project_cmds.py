@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
@@ -11,6 +13,8 @@ from tessera.cli.pipeline_cmds import JsonOpt
 from tessera.examples import EXAMPLES
 
 DEFAULT_DEMO_DIR = "tessera-demo"
+#: This executable, made absolute before any command changes the working directory.
+_ARGV0 = os.path.abspath(sys.argv[0])
 
 
 def init(
@@ -155,9 +159,8 @@ def command_name() -> str:
     virtual environment is activated; a hint saying just ``tessera`` would not work.
     """
     import shutil
-    import sys
 
-    me = Path(sys.argv[0]).resolve()
+    me = Path(_ARGV0).resolve()
     found = shutil.which("tessera")
     if found and Path(found).resolve() == me:
         return "tessera"

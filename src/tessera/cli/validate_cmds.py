@@ -21,9 +21,6 @@ if TYPE_CHECKING:
 
 #: A table's version id (its fingerprint), or the start of one (``tessera demo`` shows 12).
 _VERSION = re.compile(r"[0-9a-f]{8,32}")
-_CSV = {".csv", ".tsv", ".txt"}
-_PARQUET = {".parquet", ".pq"}
-_COMPRESSED = {".gz", ".bz2", ".xz", ".zst", ".zip"}
 _ISO_DATE = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
 
 
@@ -146,18 +143,14 @@ def _read(data: str, project: Project | None, schema: Schema | None) -> pd.DataF
 
 def _format(path: Path) -> str:
     from tessera.errors import UsageError
+    from tessera.transforms.io import table_format
 
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSED:
-        suffixes = suffixes[:-1]
-    last = suffixes[-1] if suffixes else ""
-    if last in _CSV:
-        return "csv"
-    if last in _PARQUET:
-        return "parquet"
-    raise UsageError(
-        f"cannot tell the format of {path} from its suffix; name it *.csv or *.parquet"
-    )
+    try:
+        return table_format(str(path))
+    except ValueError:
+        raise UsageError(
+            f"cannot tell the format of {path} from its suffix; name it *.csv or *.parquet"
+        ) from None
 
 
 def _read_file(path: Path, fmt: str) -> pd.DataFrame:

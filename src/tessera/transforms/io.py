@@ -37,7 +37,8 @@ _COMPRESSION: dict[str, Literal["gzip", "bz2", "xz", "zstd", "zip"]] = {
 }
 
 
-def _format(path: str, fmt: Format) -> Literal["csv", "parquet"]:
+def table_format(path: str, fmt: Format = "auto") -> Literal["csv", "parquet"]:
+    """``csv`` or ``parquet``: ``fmt`` when given, else from the suffix (compression allowed)."""
     if fmt != "auto":
         return fmt
     suffixes = [s.lower() for s in Path(path).suffixes]
@@ -148,7 +149,7 @@ def read_table(cfg: ReadTable) -> pd.DataFrame:
         ValueError: a named column is not in the file, or the file cannot be parsed.
     """
     path = Path(cfg.path)
-    fmt = _format(cfg.path, cfg.format)
+    fmt = table_format(cfg.path, cfg.format)
     if not path.is_file():
         where = path if path.is_absolute() else Path.cwd() / path
         raise FileNotFoundError(
@@ -216,7 +217,7 @@ def write_table(df: pd.DataFrame, cfg: WriteTable) -> None:
         cfg: where and how to write it.
     """
     target = Path(cfg.path)
-    fmt = _format(cfg.path, cfg.format)
+    fmt = table_format(cfg.path, cfg.format)
     compression = _COMPRESSION.get(target.suffix.lower())
 
     def write(tmp: str) -> None:
