@@ -28,6 +28,18 @@ class StoresConfig(BaseModel):
         "SQLite in the state directory; for a team, e.g. postgresql+psycopg://host/db. "
         "`${VAR}` is replaced by the environment variable VAR.",
     )
+    tracking: str | None = Field(
+        None,
+        description="MLflow tracking URI (runs, models, the model registry): default SQLite "
+        "`mlflow.db` with artifacts in `mlartifacts/`, both in the state directory; for a team, "
+        "a tracking server such as http://mlflow.internal:5000. `${VAR}` is expanded.",
+    )
+    studies: str | None = Field(
+        None,
+        description="Optuna storage URL of tuning studies: default SQLite `optuna.db` in the "
+        "state directory; for trials on several machines, e.g. postgresql+psycopg://host/db. "
+        "`${VAR}` is expanded.",
+    )
 
 
 class RemoteConfig(BaseModel):

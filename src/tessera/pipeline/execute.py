@@ -20,6 +20,7 @@ from typing import Any
 
 from tessera.data.hashing import FileHasher
 from tessera.data.store import ArtifactStore
+from tessera.pipeline.context import ProjectSettings, StageContext, entered
 from tessera.pipeline.errors import StageReportError
 from tessera.pipeline.model import ResolvedStage
 
@@ -39,6 +40,24 @@ class StageJob:
     key_parts: dict[str, Any]
     inputs: list[str]  # fingerprints, in parameter order
     log: str
+    run_id: str = ""
+    settings: ProjectSettings | None = None
+
+    def context(self) -> StageContext | None:
+        """The stage context the transformation sees (None without project settings)."""
+        if self.settings is None:
+            return None
+        refs = [str(r) for r in self.stage.inputs]
+        return StageContext(
+            project=self.settings,
+            stage=self.stage.name,
+            uses=self.stage.uses,
+            run_id=self.run_id,
+            key=self.key,
+            code_hash=self.stage.code_hash,
+            config_hash=self.stage.config_hash,
+            inputs=dict(zip(refs, self.inputs, strict=False)),
+        )
 
 
 @dataclass
@@ -94,7 +113,7 @@ def compute(job: StageJob, tables: list[Any], registry: Any) -> tuple[StageResul
     t0 = time.perf_counter()
     out_tables: dict[str, Any] = {}
     Path(job.log).parent.mkdir(parents=True, exist_ok=True)
-    with open(job.log, "w", encoding="utf-8") as log, _captured(log):
+    with open(job.log, "w", encoding="utf-8") as log, _captured(log), entered(job.context()):
         try:
             t = require(registry, stage.uses)
             config = t.config_model.model_validate(stage.params)

@@ -27,7 +27,7 @@ from tessera.pipeline.keys import stage_key
 from tessera.pipeline.lock import run_lock
 from tessera.pipeline.plan import cached_entry, file_deps, save_last_state
 from tessera.pipeline.runners.base import Executor
-from tessera.pipeline.workspace import Workspace
+from tessera.pipeline.workspace import Workspace, project_settings
 
 
 @dataclass
@@ -167,6 +167,7 @@ def _run(
     run_id: str | None = None
     log_dir: Path | None = None
     failed = False
+    settings = project_settings(ws.project)
 
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for name in selected:
@@ -261,6 +262,8 @@ def _run(
                     key_parts=parts,
                     inputs=[fp for _, fp in inputs],
                     log=str(log_dir / f"{name}.log"),
+                    run_id=run_id,
+                    settings=settings,
                 )
                 for out in stage.outs:  # a sink may write into a directory not there yet
                     (ws.root / out).parent.mkdir(parents=True, exist_ok=True)

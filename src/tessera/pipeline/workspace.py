@@ -10,6 +10,7 @@ from tessera.config.spec import Overlay, PipelineSpec, load_overlay, load_pipeli
 from tessera.data.hashing import FileHasher
 from tessera.data.metadata import MetadataStore, default_url
 from tessera.data.store import ArtifactStore
+from tessera.pipeline.context import ProjectSettings
 from tessera.pipeline.model import Pipeline
 from tessera.pipeline.registry import Registry
 from tessera.pipeline.resolve import Resolver
@@ -49,6 +50,40 @@ def metadata_url(project: Project) -> str:
     if configured:
         return expand(configured, what="stores.metadata in tessera.yaml")
     return default_url(project.state_dir)
+
+
+def tracking_uri(project: Project) -> str:
+    """The MLflow tracking URI: ``stores.tracking`` (``${VAR}`` expanded) or SQLite in the state
+    directory."""
+    from tessera.envvars import expand
+
+    configured = project.config.stores.tracking
+    if configured:
+        return expand(configured, what="stores.tracking in tessera.yaml")
+    return f"sqlite:///{(project.state_dir / 'mlflow.db').resolve()}"
+
+
+def studies_url(project: Project) -> str:
+    """The Optuna storage URL: ``stores.studies`` (``${VAR}`` expanded) or SQLite."""
+    from tessera.envvars import expand
+
+    configured = project.config.stores.studies
+    if configured:
+        return expand(configured, what="stores.studies in tessera.yaml")
+    return f"sqlite:///{(project.state_dir / 'optuna.db').resolve()}"
+
+
+def project_settings(project: Project) -> ProjectSettings:
+    """The settings every stage of a run may read through its context."""
+    return ProjectSettings(
+        root=str(project.root),
+        name=project.config.name,
+        state_dir=str(project.state_dir.resolve()),
+        tracking_uri=tracking_uri(project),
+        studies_url=studies_url(project),
+        metadata_url=metadata_url(project),
+        dask_address=project.config.executor.address,
+    )
 
 
 def open_workspace(
