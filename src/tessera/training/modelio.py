@@ -168,6 +168,14 @@ def untrusted_types(data: bytes, trusted: Iterable[str] = ()) -> list[str]:
     return [t for t in sio.get_untrusted_types(data=data) if t not in allowed]
 
 
+def trusted_types_of(data: bytes) -> list[str]:
+    """The types beyond skops' defaults that loading this archive needs trusted (all of them in
+    :data:`TRUSTED_TYPES` for a model Tessera saved): the list MLflow records with the model."""
+    import skops.io as sio
+
+    return sorted(sio.get_untrusted_types(data=data))
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a model depends on (those installed)."""
     import importlib.metadata

@@ -14,13 +14,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from tessera.config.errors import did_you_mean
 from tessera.pipeline.registry import InputPath, transformation
-from tessera.training import build, metrics, modelio, spec
+from tessera.training import build, evaluation, metrics, modelio, spec, track
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
 LIBRARIES = ("scikit-learn", "lightgbm", "skops")
+_TRACK = Field(
+    True,
+    description="Log the run to MLflow (parameters, metrics, artifacts, the model) with tags "
+    "linking it to the pipeline run, its input versions, code hash and commit.",
+)
 _ALL_METRICS = [m for names in spec.METRICS.values() for m in names]
 
 
@@ -62,6 +67,13 @@ class Train(BaseModel):
         description="Estimator parameters that replace the spec's `estimator.params` "
         "(handy on the command line: `-o model.params.n_estimators=50`).",
     )
+    cv: int | None = Field(
+        None,
+        ge=2,
+        description="Also cross-validate on the training table with this many folds "
+        "(stratified for classification); logged as `cv_*` metrics.",
+    )
+    track: bool = _TRACK
 
     @field_validator("spec")
     @classmethod
@@ -118,9 +130,39 @@ def train_model(train: pd.DataFrame, cfg: Train) -> pa.Table:
         The one-row model table.
     """
     loaded = spec.load_spec(cfg.spec)
+    tracking = track.tracker() if cfg.track else None
+    if tracking is not None:
+        tracking[0].experiment_id  # noqa: B018  (an unreachable server fails before the fit)
     started = time.perf_counter()
     fitted = build.fit(loaded, train, cfg.params)
-    table = modelio.model_table(
+    table = model_table(loaded, fitted, len(train))
+    print(
+        f"trained {loaded.estimator.class_path} on {len(train)} rows x "
+        f"{len(fitted.features)} features in {time.perf_counter() - started:.2f}s"
+    )
+    cv = None
+    if cfg.cv:
+        cv = evaluation.cross_validate(
+            fitted.pipeline,
+            loaded.task,
+            train,
+            fitted.features,
+            loaded.target,
+            loaded.metric_names,
+            folds=cfg.cv,
+            seed=loaded.seed,
+        )
+        for s in evaluation.fold_summary(cv):
+            print(f"cv {s.metric}: {s.value:.4f} [{s.ci_low:.4f}, {s.ci_high:.4f}]")
+    if tracking is not None:
+        run_id = track.log_fit(tracking, loaded, fitted, train, table, kind="train", cv=cv)
+        print(f"logged MLflow run {run_id}")
+    return table
+
+
+def model_table(loaded: spec.ModelSpec, fitted: build.Fitted, train_rows: int) -> pa.Table:
+    """The one-row model table of a fitted pipeline."""
+    return modelio.model_table(
         fitted.pipeline,
         task=loaded.task,
         target=loaded.target,
@@ -130,13 +172,8 @@ def train_model(train: pd.DataFrame, cfg: Train) -> pa.Table:
         params=fitted.params,
         metrics=loaded.metric_names,
         seed=loaded.seed,
-        train_rows=len(train),
+        train_rows=train_rows,
     )
-    print(
-        f"trained {loaded.estimator.class_path} on {len(train)} rows x "
-        f"{len(fitted.features)} features in {time.perf_counter() - started:.2f}s"
-    )
-    return table
 
 
 class Bootstrap(BaseModel):
@@ -149,7 +186,7 @@ class Bootstrap(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of the resampling.")
 
 
-def _check_metric_names(value: list[str] | None) -> list[str] | None:
+def check_metric_names(value: list[str] | None) -> list[str] | None:
     for name in value or []:
         if name not in _ALL_METRICS:
             hint = did_you_mean(name, _ALL_METRICS)
@@ -175,11 +212,19 @@ class Evaluate(BaseModel):
         default_factory=Bootstrap, description="Bootstrap confidence intervals."
     )
     split: str = Field("test", description="The name written in the `split` column.")
+    cv: int | None = Field(
+        None,
+        ge=2,
+        description="Cross-validate instead of scoring the model as it is: refit copies of "
+        "its pipeline (same preprocessing and parameters) on this many folds of the table; "
+        "`value` is the mean over folds and the interval a Student-t interval of the mean.",
+    )
+    track: bool = _TRACK
 
     @field_validator("metrics")
     @classmethod
     def _metrics_are_known(cls, value: list[str] | None) -> list[str] | None:
-        return _check_metric_names(value)
+        return check_metric_names(value)
 
 
 @transformation(name="evaluate", libraries=LIBRARIES)
@@ -212,50 +257,49 @@ def evaluate_model(model: pd.DataFrame, test: pd.DataFrame, cfg: Evaluate) -> pd
     info = modelio.model_info(model)
     pipeline = modelio.load_model(model)
     names = cfg.metrics or info.metrics
-    X, y = _features(test, info.features), _target(test, info.target)
-    proba = None
-    if metrics.needs_proba(names):
-        if not hasattr(pipeline, "predict_proba"):
-            raise ValueError(
-                f"metrics {', '.join(n for n in names if n in spec.PROBABILITY_METRICS)} need "
-                f"predicted probabilities and {info.estimator} has no predict_proba"
-            )
-        proba = pipeline.predict_proba(X)
-    classes = pipeline.classes_ if info.task == "classification" else []
-    pred = metrics.encode(info.task, classes, y, pipeline.predict(X), proba)
-    scores = metrics.score(
-        pred,
-        names,
-        samples=cfg.bootstrap.samples,
-        confidence=cfg.bootstrap.confidence,
-        seed=cfg.bootstrap.seed,
-    )
+    if cfg.cv:
+        scores = evaluation.fold_summary(
+            evaluation.cross_validate(
+                pipeline,
+                info.task,
+                test,
+                info.features,
+                info.target,
+                names,
+                folds=cfg.cv,
+                seed=info.seed,
+            ),
+            cfg.bootstrap.confidence,
+        )
+    else:
+        pred = evaluation.predictions(
+            pipeline, info.task, test, info.features, info.target, names, estimator=info.estimator
+        )
+        scores = metrics.score(
+            pred,
+            names,
+            samples=cfg.bootstrap.samples,
+            confidence=cfg.bootstrap.confidence,
+            seed=cfg.bootstrap.seed,
+        )
+        tracking = track.tracker() if cfg.track else None
+        if tracking is not None:
+            model_version = next(iter(tracking[1].inputs.values()), None)
+            if model_version is not None:
+                run_id = track.log_evaluation(
+                    tracking, model_version, info, pipeline, pred, scores, cfg.split
+                )
+                print(f"logged {cfg.split} metrics to MLflow run {run_id}")
     return pd.DataFrame(
         {
             "metric": [s.metric for s in scores],
             "value": [s.value for s in scores],
             "ci_low": [s.ci_low for s in scores],
             "ci_high": [s.ci_high for s in scores],
-            "split": cfg.split,
+            "split": "cv" if cfg.cv else cfg.split,
             "rows": len(test),
         }
     )
-
-
-def _features(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
-    missing = [c for c in features if c not in frame.columns]
-    if missing:
-        raise ValueError(f"the table lacks the model's feature column(s): {', '.join(missing)}")
-    return frame[features]
-
-
-def _target(frame: pd.DataFrame, target: str) -> Any:
-    if target not in frame.columns:
-        raise ValueError(f"the table lacks the target column '{target}'")
-    y = frame[target]
-    if y.isna().any():
-        raise ValueError(f"target column '{target}' has {int(y.isna().sum())} missing value(s)")
-    return y.to_numpy()
 
 
 class Predict(BaseModel):
@@ -293,7 +337,7 @@ def predict(model: pd.DataFrame, data: pd.DataFrame, cfg: Predict) -> pd.DataFra
     """
     info = modelio.model_info(model)
     pipeline = modelio.load_model(model)
-    X = _features(data, info.features)
+    X = evaluation.features_of(data, info.features)
     out = data.copy()
     out[cfg.column] = pipeline.predict(X)
     if cfg.probability and info.task == "classification" and len(info.classes) == 2:
