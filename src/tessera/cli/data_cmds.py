@@ -397,25 +397,59 @@ def gc_cmd(
 
 
 def lineage(
-    artifact: str = typer.Argument(..., help="A version id (or prefix) or STAGE[.OUTPUT]."),
+    artifact: str = typer.Argument(
+        ...,
+        help="A version id (or prefix), STAGE[.OUTPUT], or a registered model: NAME@ALIAS or "
+        "NAME/VERSION.",
+    ),
     pipeline: str = PipelineOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Walk back from a table version to the raw files, runs and commits it came from."""
+    """Walk back from a table version or a registered model to the raw files, runs and commits
+    it came from."""
     from tessera.data.lineage import lineage as walk
     from tessera.data.lineage import render
     from tessera.errors import UsageError
 
+    model = _model_version(artifact)
     ws = open_ws(None, None, pipeline)
-    v = resolve(ws, artifact)
+    if model is not None:
+        fingerprint = model.model_version
+        if fingerprint is None:
+            raise UsageError(
+                f"{artifact} (version {model.version}) was not registered by a Tessera pipeline "
+                "run: it has no lineage"
+            )
+        v = Version("table", fingerprint, artifact)
+    else:
+        v = resolve(ws, artifact)
     if v.kind != "table":
         raise UsageError(f"{artifact} is a raw file: it is where lineage ends")
     tree = walk(ws.records, v.id, stage=v.stage)
     ws.close()
     if as_json:
-        emit_json(tree)
-    else:
-        console.print(escape(render(tree)), soft_wrap=True)
+        emit_json({"model": model.to_dict(), "lineage": tree} if model else tree)
+        return
+    if model is not None:
+        aliases = "".join(f" @{a}" for a in model.aliases)
+        console.print(
+            escape(
+                f"model {model.name} version {model.version}{aliases}\n"
+                f"  MLflow run {model.run_id}  ({model.source})\n"
+                f"  registered from table version {v.id}"
+            ),
+            soft_wrap=True,
+        )
+    console.print(escape(render(tree)), soft_wrap=True)
+
+
+def _model_version(artifact: str) -> Any:
+    """The registered model version ``NAME@ALIAS`` or ``NAME/VERSION`` names, else None."""
+    if not re.match(r"^[^@/]+(@[A-Za-z0-9_-]+|/\d+)$", artifact):
+        return None
+    from tessera.cli.model_cmds import open_registry
+
+    return open_registry().get(artifact)
 
 
 def register(app: typer.Typer) -> None:

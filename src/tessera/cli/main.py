@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from tessera._version import __version__
-from tessera.cli import data_cmds, pipeline_cmds, project_cmds, validate_cmds
+from tessera.cli import data_cmds, model_cmds, pipeline_cmds, project_cmds, validate_cmds
 from tessera.cli.output import emit_json, err_console
 from tessera.errors import TesseraError
 
@@ -49,6 +49,7 @@ def _root(
 pipeline_cmds.register(app)
 data_cmds.register(app)
 validate_cmds.register(app)
+model_cmds.register(app)
 project_cmds.register(app)
 
 

@@ -99,3 +99,20 @@ stage_files = Table(
     Index("ix_stage_files_path", "path"),
     Index("ix_stage_files_hash", "hash"),
 )
+
+model_events = Table(
+    "model_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(255), nullable=False),
+    Column("action", String(32), nullable=False),  # register, promote, rollback, gate
+    Column("alias", String(64)),
+    Column("version", String(32)),
+    Column("previous", String(32)),  # the version the alias pointed to before
+    Column("actor", String(255)),
+    Column("at", Float, nullable=False),
+    Column("reason", Text),
+    Column("details", JSON),  # the numbers behind the decision
+    Column("run_id", String(40)),  # the pipeline run, when a stage did it
+    Index("ix_model_events_model_at", "model", "at"),
+)

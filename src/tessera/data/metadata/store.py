@@ -19,7 +19,7 @@ from typing import Any
 from tessera.data.errors import DataError, StoreConfigError
 
 #: The newest migration in ``migrations/versions`` (a test keeps the two in step).
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 
 @dataclass
@@ -440,6 +440,41 @@ class MetadataStore:
             return []
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(runs).order_by(runs.c.started.desc()).limit(limit))
+            return [dict(r._mapping) for r in rows]
+
+    # -- model registry audit trail ------------------------------------------------------------
+    def record_model_event(self, model: str, action: str, **fields: Any) -> None:
+        """Append one event (register, promote, rollback, gate) to a model's audit trail.
+
+        Args:
+            model: the registered model's name.
+            action: what happened.
+            fields: ``alias``, ``version``, ``previous``, ``actor``, ``reason``, ``details``
+                (the numbers behind the decision) and ``run_id``; ``at`` defaults to now.
+        """
+        from tessera.data.metadata.schema import model_events
+
+        fields.setdefault("at", time.time())
+        with self._tx() as conn:
+            conn.execute(model_events.insert().values(model=model, action=action, **fields))
+
+    def model_events(
+        self, model: str, *, alias: str | None = None, actions: Iterable[str] = ()
+    ) -> list[dict[str, Any]]:
+        """A model's audit trail, oldest first (optionally one alias' moves, some actions)."""
+        import sqlalchemy as sa
+
+        from tessera.data.metadata.schema import model_events
+
+        if not self.exists():
+            return []
+        query = sa.select(model_events).where(model_events.c.model == model)
+        if alias is not None:
+            query = query.where(model_events.c.alias == alias)
+        if actions:
+            query = query.where(model_events.c.action.in_(list(actions)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(model_events.c.at, model_events.c.id))
             return [dict(r._mapping) for r in rows]
 
 

@@ -1,0 +1,1 @@
+"""The model registry: versions, aliases, quality gates, audit trail, packaging."""

@@ -1,0 +1,47 @@
+"""Fixtures of the registry tests: a project that trains, evaluates and registers a model."""
+
+from __future__ import annotations
+
+import pytest
+
+from support import Project
+
+SPEC = """
+task: classification
+target: target
+features: {exclude: [worst_*]}
+estimator:
+  class: sklearn.ensemble.RandomForestClassifier
+  params: {n_estimators: 20, max_depth: 4}
+preprocessing:
+  numbers: {type: numeric, impute: median, scale: none}
+metrics: [roc_auc, accuracy]
+seed: 7
+"""
+
+PIPELINE = """
+stages:
+  raw:    {uses: read_table, with: {path: data/cancer.csv}}
+  split:  {uses: train_test_split, inputs: [raw], with: {strategy: stratified, target: target}}
+  model:  {uses: train, inputs: [split.train], with: {spec: models/cancer.yaml}}
+  registered:
+    uses: register
+    inputs: [model, split.test]
+    with:
+      name: cancer
+      description: breast cancer screening model
+      gate: {min: {roc_auc: 0.8}, compare: roc_auc, margin: 0.0}
+      bootstrap: {samples: 0}
+"""
+
+
+@pytest.fixture
+def reg_project(project: Project) -> Project:
+    """A project whose pipeline ends in a `register` stage for the model `cancer`."""
+    from tessera.examples.breast_cancer_data import load_table
+
+    (project.root / "data").mkdir(exist_ok=True)
+    load_table().to_csv(project.root / "data" / "cancer.csv", index=False)
+    project.write("models/cancer.yaml", SPEC)
+    project.write("pipeline.yaml", PIPELINE)
+    return project
