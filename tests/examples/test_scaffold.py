@@ -21,6 +21,7 @@ CHURN_FILES = {
     "tessera.yaml",
     "pipeline.yaml",
     "envs/small.yaml",
+    "models/churn.yaml",
     "params/engagement.yaml",
     "params/history.yaml",
     "params/lags.yaml",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -88,17 +89,18 @@ def demo(
     view = RunView({s: ws.pipeline.stages[s].uses for s in ws.pipeline.order}, enabled=not as_json)
     summary = execute(ws, make_executor("local", jobs), view, command="tessera demo")
     info = demo_summary(ws, summary.outputs)
+    model = model_summary(ws, summary.outputs)
     if as_json:
-        emit_json({**summary.to_dict(), "tables": info})
+        emit_json({**summary.to_dict(), "tables": info, "model": model})
     else:
         report(summary, ["run"], ws.store)
-        print_summary(directory, info)
+        print_summary(directory, info, model)
     if summary.status != "success":
         raise typer.Exit(1)
 
 
 def demo_summary(ws: object, outputs: dict[str, dict[str, str]]) -> list[dict[str, object]]:
-    """The final tables: outputs that no stage transforms further (only sinks consume them)."""
+    """The final tables: outputs that no stage transforms further, and those written to files."""
     import pyarrow.parquet as pq
 
     from tessera.pipeline.workspace import Workspace
@@ -109,15 +111,17 @@ def demo_summary(ws: object, outputs: dict[str, dict[str, str]]) -> list[dict[st
     tables: list[dict[str, object]] = []
     for stage in p.order:
         for name, fp in outputs.get(stage, {}).items():
-            if (stage, name) in transformed:
-                continue
-            meta = pq.read_metadata(ws.store.object_path(fp))
+            if p.stages[stage].uses in _MODEL_STAGES:
+                continue  # shown as the model
             files = [
                 f
                 for d in p.downstream(stage)
                 for f in p.stages[d].outs
                 if any(r.stage == stage and r.output == name for r in p.stages[d].inputs)
             ]
+            if (stage, name) in transformed and not files:
+                continue
+            meta = pq.read_metadata(ws.store.object_path(fp))
             tables.append(
                 {
                     "stage": stage,
@@ -131,7 +135,37 @@ def demo_summary(ws: object, outputs: dict[str, dict[str, str]]) -> list[dict[st
     return tables
 
 
-def print_summary(directory: Path, tables: list[dict[str, object]]) -> None:
+_MODEL_STAGES = {"train", "tune", "evaluate", "register"}
+
+
+def model_summary(ws: object, outputs: dict[str, dict[str, str]]) -> dict[str, Any] | None:
+    """The registered model of the run: name, version, aliases, gate, test metrics."""
+    import json
+
+    from tessera.pipeline.workspace import Workspace, tracking_uri
+
+    assert isinstance(ws, Workspace)
+    by_use = {ws.pipeline.stages[s].uses: s for s in ws.pipeline.order if s in outputs}
+    if "register" not in by_use:
+        return None
+    row = ws.store.get_table(outputs[by_use["register"]]["out"]).to_pylist()[0]
+    scores: list[dict[str, Any]] = []
+    if "evaluate" in by_use:
+        scores = ws.store.get_table(outputs[by_use["evaluate"]]["out"]).to_pylist()
+    return {
+        "name": row["name"],
+        "version": row["version"],
+        "aliases": json.loads(row["aliases"]),
+        "gate_passed": row["gate_passed"],
+        "run_id": row["run_id"],
+        "scores": scores,
+        "tracking_uri": tracking_uri(ws.project),
+    }
+
+
+def print_summary(
+    directory: Path, tables: list[dict[str, object]], model: dict[str, Any] | None = None
+) -> None:
     console.print()
     console.print("[bold]Results[/]")
     for t in tables:
@@ -142,6 +176,16 @@ def print_summary(directory: Path, tables: list[dict[str, object]]) -> None:
             f"  {name}: {t['rows']:,} rows x {t['columns']} columns "
             f"(version {str(t['version'])[:12]}){written}"
         )
+    if model is not None:
+        aliases = "".join(f" @{a}" for a in model["aliases"])
+        console.print()
+        console.print(f"[bold]Model[/] {model['name']} version {model['version']}{aliases}")
+        for s in model["scores"]:
+            ci = ""
+            if s["ci_low"] == s["ci_low"]:  # not NaN
+                ci = f" [{s['ci_low']:.3f}, {s['ci_high']:.3f}] (95% bootstrap)"
+            console.print(f"  {s['split']} {s['metric']}: {s['value']:.3f}{ci}")
+        console.print(f"  MLflow run {model['run_id']}")
     console.print()
     tessera = command_name()
     console.print("Try next:")
@@ -149,7 +193,31 @@ def print_summary(directory: Path, tables: list[dict[str, object]]) -> None:
     console.print(f"  {tessera} status                      # everything is cached now")
     console.print(f"  {tessera} run -o split.test_size=0.3  # re-runs the split and what follows")
     console.print(f"  {tessera} dag --format mermaid        # the pipeline as a diagram")
+    if model is not None:
+        console.print(f"  {tessera} models show {model['name']}           # versions, audit trail")
+        console.print(
+            f"  {tessera} lineage {model['name']}@champion      # model -> data -> commit"
+        )
+        uri = model["tracking_uri"]
+        if uri.startswith("sqlite:"):
+            console.print(f"  {sibling('mlflow')} ui --backend-store-uri {uri}")
+            console.print(
+                "      # then open http://127.0.0.1:5000 (MLflow UI: runs, metrics, models)"
+            )
     err_console.file.flush()
+
+
+def sibling(executable: str) -> str:
+    """An executable installed beside this one (``mlflow`` next to ``tessera``), by the name the
+    shell would find it under."""
+    import shutil
+
+    me = Path(_ARGV0).resolve()
+    beside = me.parent / executable
+    found = shutil.which(executable)
+    if found and (not beside.exists() or Path(found).resolve() == beside.resolve()):
+        return executable
+    return str(beside) if beside.exists() else executable
 
 
 def command_name() -> str:
