@@ -168,3 +168,32 @@ def test_misconfigured_urls_are_configuration_errors(url: str) -> None:
     with pytest.raises(StoreConfigError, match=r"stores\.metadata in tessera\.yaml") as info:
         MetadataStore(url).runs()
     assert info.value.exit_code == 2
+
+
+def test_model_events_form_an_ordered_audit_trail(store: MetadataStore) -> None:
+    assert store.model_events("churn") == []
+    store.start_run("r1", "pipeline.yaml")  # creates the database
+    store.record_model_event("churn", "register", version="1", actor="a@h", at=1.0)
+    store.record_model_event(
+        "churn",
+        "promote",
+        alias="champion",
+        version="1",
+        actor="a@h",
+        reason="gate passed",
+        details={"candidate": {"roc_auc": 0.9}, "checks": [{"passed": True}]},
+        run_id="r1",
+        at=2.0,
+    )
+    store.record_model_event("churn", "promote", alias="challenger", version="2", at=3.0)
+    store.record_model_event("other", "register", version="1", at=1.5)
+    trail = store.model_events("churn")
+    assert [(e["action"], e["version"]) for e in trail] == [
+        ("register", "1"),
+        ("promote", "1"),
+        ("promote", "2"),
+    ]
+    assert trail[1]["details"] == {"candidate": {"roc_auc": 0.9}, "checks": [{"passed": True}]}
+    assert trail[1]["reason"] == "gate passed" and trail[1]["run_id"] == "r1"
+    assert [e["version"] for e in store.model_events("churn", alias="champion")] == ["1"]
+    assert [e["action"] for e in store.model_events("churn", actions=["register"])] == ["register"]

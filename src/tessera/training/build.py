@@ -164,16 +164,15 @@ def build_pipeline(
     return Pipeline([("preprocess", preprocess), ("model", estimator)]), params
 
 
-def fit(spec: ModelSpec, frame: pd.DataFrame, overrides: dict[str, Any] | None = None) -> Fitted:
-    """Fit the spec's pipeline on ``frame`` (the training split).
+def check_target(spec: ModelSpec, frame: pd.DataFrame) -> pd.Series:
+    """The target column, checked: no missing values, numeric for regression, two classes or
+    more for classification.
 
     Raises:
-        ValueError: columns missing, a target with missing values, a non-numeric regression
-            target, a classification target with fewer than two classes.
+        ValueError: naming the column and what is wrong.
     """
     import pandas as pd
 
-    features = resolve_features(spec, [str(c) for c in frame.columns])
     y = frame[spec.target]
     if y.isna().any():
         raise ValueError(
@@ -184,6 +183,18 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, overrides: dict[str, Any] | None =
         raise ValueError(f"target column '{spec.target}' must be numeric for regression")
     if spec.task == "classification" and y.nunique() < 2:
         raise ValueError(f"target column '{spec.target}' has fewer than two classes")
+    return y
+
+
+def fit(spec: ModelSpec, frame: pd.DataFrame, overrides: dict[str, Any] | None = None) -> Fitted:
+    """Fit the spec's pipeline on ``frame`` (the training split).
+
+    Raises:
+        ValueError: columns missing, a target with missing values, a non-numeric regression
+            target, a classification target with fewer than two classes.
+    """
+    features = resolve_features(spec, [str(c) for c in frame.columns])
+    y = check_target(spec, frame)
     X = frame[features]
     pipeline, params = build_pipeline(spec, features, X, overrides)
     pipeline.fit(X, y.to_numpy())

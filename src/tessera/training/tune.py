@@ -39,7 +39,7 @@ from tessera.config.errors import did_you_mean
 from tessera.pipeline.context import StageContext, current
 from tessera.pipeline.registry import InputPath, transformation
 from tessera.training import build, evaluation, metrics, spec, track
-from tessera.training.stages import _ALL_METRICS, _TRACK, _check_spec, model_table
+from tessera.training.stages import _TRACK, _check_spec, check_metric_names, model_table
 
 if TYPE_CHECKING:
     import optuna
@@ -149,12 +149,7 @@ class Tune(BaseModel):
             return value
         loaded = _loaded(info)
         if loaded is None:
-            if value not in _ALL_METRICS:
-                hint = did_you_mean(value, _ALL_METRICS)
-                raise ValueError(
-                    f"a metric name; unknown: '{value}'"
-                    + (f" ({hint})" if hint else f" (known: {', '.join(_ALL_METRICS)})")
-                )
+            check_metric_names([value])
             return value
         _check_metric(loaded, info.data["spec"], value)
         return value
@@ -685,22 +680,12 @@ def _study_name(context: StageContext | None, spec_text: str, metric: str, cfg: 
 
 def _check_data(loaded: spec.ModelSpec, frame: pd.DataFrame, cfg: Tune) -> list[str]:
     """The features; ValueError for what would make every trial fail."""
-    import pandas as pd
 
     features = build.resolve_features(loaded, [str(c) for c in frame.columns])
     build.assign_columns(loaded, features, frame[features])
-    y = frame[loaded.target]
-    if y.isna().any():
-        raise ValueError(
-            f"target column '{loaded.target}' has {int(y.isna().sum())} missing value(s); drop "
-            "those rows before tuning"
-        )
-    if loaded.task == "regression" and not pd.api.types.is_numeric_dtype(y.dtype):
-        raise ValueError(f"target column '{loaded.target}' must be numeric for regression")
+    build.check_target(loaded, frame)
     if loaded.task == "classification":
-        counts = y.astype(str).value_counts()
-        if len(counts) < 2:
-            raise ValueError(f"target column '{loaded.target}' has fewer than two classes")
+        counts = frame[loaded.target].astype(str).value_counts()
         if cfg.validation is None and counts.min() < cfg.cv:
             raise ValueError(
                 f"cross-validation with {cfg.cv} folds needs at least {cfg.cv} rows of every "
