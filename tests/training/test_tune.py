@@ -51,6 +51,23 @@ search_space:
   fit_intercept: {type: categorical, choices: [true, false]}
 """
 
+#: A tiny learning rate leaves LightGBM near the prior after its first iterations: trials a
+#: pruner should stop while they train.
+BOOSTING = """
+task: classification
+target: target
+features: {exclude: [worst_*]}
+estimator:
+  class: lightgbm.LGBMClassifier
+  params: {n_estimators: 40, n_jobs: 1, verbose: -1}
+preprocessing:
+  numbers: {type: numeric, impute: median, scale: none}
+metrics: [log_loss]
+seed: 5
+search_space:
+  learning_rate: {type: float, low: 0.00001, high: 0.5, log: true}
+"""
+
 PIPELINE = """
 stages:
   raw:    {uses: read_table, with: {path: data/cancer.csv}}
@@ -300,6 +317,30 @@ def test_hopeless_trials_are_pruned(project: Project, cancer: pd.DataFrame, tess
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert all(len(t.intermediate_values) == 3 for t in complete)
     assert "pruned after fold" in stage_log(project.root)
+
+
+def test_boosting_trials_are_pruned_while_they_train(
+    project: Project, cancer: pd.DataFrame, tessera
+) -> None:
+    from tessera.training.tune import BOOSTING_STEPS
+
+    tune_project(project, cancer, "trials: 14, track: false", BOOSTING)
+    result = tessera("run", cwd=project.root)
+    assert result.code == 0, result.err
+    study = study_of(project.root)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    # Ten values while the first fold trains (log loss falling), then the folds' running means.
+    steps = sorted(complete[0].intermediate_values)
+    assert steps == [*range(BOOSTING_STEPS), BOOSTING_STEPS, BOOSTING_STEPS + 1, BOOSTING_STEPS + 2]
+    first = [complete[0].intermediate_values[i] for i in range(BOOSTING_STEPS)]
+    assert first[-1] <= first[0]
+    mid_training = [
+        t
+        for t in study.trials
+        if t.state.name == "PRUNED" and max(t.intermediate_values) < BOOSTING_STEPS
+    ]
+    assert mid_training, states(study)
+    assert "boosting iterations of fold 1" in stage_log(project.root)
 
 
 def test_the_fold_callback_reports_and_prunes_before_the_last_fold() -> None:

@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 #: Called after each fold with (fold number from 0, mean of the fold scores so far of the
 #: first metric); may raise to stop (tuning prunes a trial this way).
 FoldCallback = Callable[[int, float], None]
+#: Fits a fold: (unfitted pipeline, training rows, their target, held-out rows, their target,
+#: fold number) -> the fitted pipeline. Tuning uses it to watch a boosting model's iterations.
+FoldFit = Callable[[Any, "pd.DataFrame", Any, "pd.DataFrame", Any, int], Any]
 
 
 def features_of(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
@@ -74,6 +77,7 @@ def cross_validate(
     folds: int,
     seed: int = 0,
     on_fold: FoldCallback | None = None,
+    fit: FoldFit | None = None,
 ) -> dict[str, list[float]]:
     """Each metric's score on each of ``folds`` folds (stratified for classification).
 
@@ -102,7 +106,12 @@ def cross_validate(
         splitter = KFold(folds, shuffle=True, random_state=seed)
     scores: dict[str, list[float]] = {n: [] for n in names}
     for i, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y)):
-        model = clone(pipeline).fit(X.iloc[train_idx], y[train_idx])
+        if fit is None:
+            model = clone(pipeline).fit(X.iloc[train_idx], y[train_idx])
+        else:
+            model = fit(
+                clone(pipeline), X.iloc[train_idx], y[train_idx], X.iloc[test_idx], y[test_idx], i
+            )
         pred = predictions(model, task, frame.iloc[test_idx], features, target, names)
         for s in metrics.score(pred, names, samples=0):
             scores[s.metric].append(s.value)

@@ -348,18 +348,72 @@ def suggest(trial: optuna.Trial, space: Mapping[str, spec.SearchParam]) -> dict[
     return params
 
 
-def fold_callback(trial: optuna.Trial, last_step: int, prune: bool) -> evaluation.FoldCallback:
-    """Reports each fold's running mean to the trial; prunes it (before the last fold) when the
-    pruner says so."""
+def fold_callback(
+    trial: optuna.Trial, last_step: int, prune: bool, offset: int = 0
+) -> evaluation.FoldCallback:
+    """Reports each fold's running mean to the trial (at step ``offset + fold``); prunes it
+    (before the last fold) when the pruner says so."""
 
     def on_fold(step: int, running_mean: float) -> None:
         import optuna
 
-        trial.report(running_mean, step)
+        trial.report(running_mean, offset + step)
         if prune and step < last_step and trial.should_prune():
             raise optuna.TrialPruned(f"pruned after fold {step + 1}")
 
     return on_fold
+
+
+#: A boosting model is scored this many times while it trains on the first fold (at 10 %, 20 %
+#: ... of its iterations): intermediate values at steps 0..BOOSTING_STEPS-1; the folds' running
+#: means follow at steps BOOSTING_STEPS + fold.
+BOOSTING_STEPS = 10
+
+
+def boosting_fit(
+    trial: optuna.Trial, loaded: spec.ModelSpec, metric: str, prune: bool
+) -> evaluation.FoldFit | None:
+    """For a LightGBM estimator: fit the first fold with a callback that scores the model on
+    the held-out rows every tenth of its iterations, reports it to the trial and prunes a
+    hopeless trial mid-training. None for other estimators (they are pruned between folds)."""
+    if not (prune and loaded.estimator.class_path.startswith("lightgbm.")):
+        return None
+
+    def fit(model: Any, X: Any, y: Any, X_held: Any, y_held: Any, fold: int) -> Any:
+        if fold != 0:
+            return model.fit(X, y)
+        import numpy as np
+        import optuna
+
+        preprocess, estimator = model[:-1], model[-1]
+        X_fit = preprocess.fit_transform(X, y)
+        X_eval = preprocess.transform(X_held)
+        total = int(estimator.get_params().get("n_estimators") or 100)
+        every = max(1, total // BOOSTING_STEPS)
+        classes: Any = np.unique(y) if loaded.task == "classification" else []
+
+        def callback(env: Any) -> None:
+            done = env.iteration + 1
+            step = done // every - 1
+            if done % every or done > total or step >= BOOSTING_STEPS:
+                return
+            raw = env.model.predict(X_eval, num_iteration=done)
+            proba = pred = raw
+            if loaded.task == "classification":
+                proba = np.column_stack([1 - raw, raw]) if np.ndim(raw) == 1 else raw
+                pred = classes[np.argmax(proba, axis=1)]
+            scored = metrics.encode(loaded.task, classes, y_held, pred, proba)
+            value = metrics.score(scored, [metric], samples=0)[0].value
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned at {done} of {total} boosting iterations of fold 1"
+                )
+
+        estimator.fit(X_fit, y, callbacks=[callback])
+        return model
+
+    return fit
 
 
 def _holdout(
@@ -370,6 +424,7 @@ def _holdout(
     names: Sequence[str],
     share: float,
     on_fold: evaluation.FoldCallback,
+    fit: evaluation.FoldFit | None = None,
 ) -> dict[str, list[float]]:
     """Scores on ``share`` of the rows held out, after fitting on the rest."""
     from sklearn.base import clone
@@ -380,7 +435,12 @@ def _holdout(
     fit_rows, held_out = train_test_split(
         frame, test_size=share, random_state=loaded.seed, stratify=stratify
     )
-    model = clone(pipeline).fit(fit_rows[list(features)], fit_rows[loaded.target].to_numpy())
+    X, y_fit = fit_rows[list(features)], fit_rows[loaded.target].to_numpy()
+    if fit is None:
+        model = clone(pipeline).fit(X, y_fit)
+    else:
+        y_held = held_out[loaded.target].to_numpy()
+        model = fit(clone(pipeline), X, y_fit, held_out[list(features)], y_held, 0)
     pred = evaluation.predictions(model, loaded.task, held_out, features, loaded.target, names)
     scores = {s.metric: [s.value] for s in metrics.score(pred, names, samples=0)}
     on_fold(0, scores[names[0]][0])
@@ -471,7 +531,8 @@ def run_trial(
     error: str | None = None
     value: float | None = None
     last_step = (job.folds or 1) - 1
-    report = fold_callback(trial, last_step, job.prune)
+    fit = boosting_fit(trial, loaded, job.metric, job.prune)
+    report = fold_callback(trial, last_step, job.prune, BOOSTING_STEPS if fit else 0)
 
     def on_fold(step: int, mean: float) -> None:
         running.append(mean)
@@ -481,7 +542,9 @@ def run_trial(
         params = suggest(trial, loaded.search_space)
         pipeline, _ = build.build_pipeline(loaded, features, frame[features], params)
         if job.validation is not None:
-            scores = _holdout(pipeline, loaded, frame, features, job.names, job.validation, on_fold)
+            scores = _holdout(
+                pipeline, loaded, frame, features, job.names, job.validation, on_fold, fit
+            )
         else:
             scores = evaluation.cross_validate(
                 pipeline,
@@ -493,14 +556,16 @@ def run_trial(
                 folds=job.folds or 3,
                 seed=loaded.seed,
                 on_fold=on_fold,
+                fit=fit,
             )
         folds = scores[job.metric]
         value = float(sum(folds) / len(folds))
         if not math.isfinite(value):
             raise ValueError(f"{job.metric} is not a number on these folds: {folds}")
         state = TrialState.COMPLETE
-    except optuna.TrialPruned:
+    except optuna.TrialPruned as exc:
         state = TrialState.PRUNED
+        trial.set_user_attr("pruned", str(exc))
     except Exception as exc:
         state, error = TrialState.FAIL, f"{type(exc).__name__}: {exc}"
     trial.set_user_attr("worker", worker)
@@ -654,8 +719,9 @@ class _Progress:
         if t.state.name == "COMPLETE":
             print(f"trial {t.number}: {self.metric} {t.value:.4f} ({params})", flush=True)
         elif t.state.name == "PRUNED":
-            steps = len(t.intermediate_values)
-            print(f"trial {t.number}: pruned after fold {steps} ({params})", flush=True)
+            step = max(t.intermediate_values, default=0)
+            why = t.user_attrs.get("pruned") or f"pruned at step {step}"
+            print(f"trial {t.number}: {why} ({params})", flush=True)
         else:
             error = t.user_attrs.get("error", "interrupted")
             print(f"trial {t.number}: failed: {error} ({params})", flush=True)
