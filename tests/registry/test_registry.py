@@ -203,6 +203,14 @@ def test_package_the_champion_and_predict_from_the_bundle(reg_project: Project, 
     bundle = root / "bundle"
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["name"] == "cancer" and manifest["version"] == "1"
+    assert (manifest["task"], manifest["target"], manifest["classes"]) == (
+        "classification",
+        "target",
+        [0, 1],
+    )
+    # The image runs as a non-root user: everything must be readable by others.
+    for path in [bundle / "model", *(bundle / "model").rglob("*")]:
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
     assert manifest["alias"] == "champion" and "model.skops" in manifest["files"]
     from tessera.cli.model_cmds import open_registry
     from tessera.registry.package import check_dockerfile
@@ -227,3 +235,37 @@ def test_package_the_champion_and_predict_from_the_bundle(reg_project: Project, 
     )
     again = tessera("models", "package", "cancer@champion", "--out", "bundle", cwd=root)
     assert again.code == 2 and "bundle" in again.err
+
+
+def test_the_gate_scores_each_model_on_its_own_features(reg_project: Project, tessera) -> None:
+    root = reg_project.root
+    assert tessera("run", cwd=root).code == 0
+    reg_project.write(
+        "models/cancer.yaml",
+        reg_project.read("models/cancer.yaml").replace(
+            "features: {exclude: [worst_*]}", "features: [mean_radius, mean_texture]"
+        ),
+    )
+    result = tessera("run", cwd=root)
+    assert "columns are missing" not in result.out + result.err
+    assert result.code == 1 and "does not beat the champion's" in result.out + result.err
+    shown = tessera("models", "show", "cancer", "--json", cwd=root).json()
+    gate = next(e for e in shown["events"] if e["action"] == "gate")["details"]
+    assert gate["champion"]["roc_auc"] > gate["candidate"]["roc_auc"] > 0.8
+
+
+def test_gate_metrics_must_fit_the_task_and_their_direction(reg_project: Project, tessera) -> None:
+    root = reg_project.root
+    pipeline = reg_project.read("pipeline.yaml")
+    reg_project.write(
+        "pipeline.yaml", pipeline.replace("min: {roc_auc: 0.8}", "min: {log_loss: 0.9}")
+    )
+    loss = tessera("run", cwd=root)
+    assert (
+        loss.code == 2 and "'log_loss' is a loss (lower is better): put it under `max`" in loss.err
+    )
+    reg_project.write("pipeline.yaml", pipeline.replace("compare: roc_auc", "compare: rmse"))
+    wrong = tessera("run", cwd=root)
+    assert wrong.code == 1
+    assert "the gate's metric 'rmse' does not apply to a classification model" in wrong.err
+    assert tessera("models", "list", "--json", cwd=root).json()["models"] == []

@@ -349,3 +349,51 @@ def test_a_lightgbm_model_logs_and_registers(
     rows = pd.read_csv(p.root / "data" / "cancer.csv")[features]
     assert (fitted.predict(rows) == load_model(table).predict(rows)).all()
     assert type(fitted.steps[-1][1]).__name__ == "LGBMClassifier"
+
+
+def test_mlflow_clients_can_score_categories_and_integers(
+    tmp_path: Path, tessera: Callable[..., Result]
+) -> None:
+    """The logged signature takes what a client has: strings for categorical columns, integers
+    for integer columns (the table's own dtypes, categories as strings)."""
+    import mlflow
+    import numpy as np
+
+    from tessera.tracking import Tracker
+
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "plan": rng.choice(["basic", "premium"], n),
+            "tickets": rng.integers(0, 5, n),
+            "usage": rng.normal(size=n),
+        }
+    )
+    frame["left"] = ((frame.plan == "basic") & (frame.tickets > 2)).astype(int)
+    p = Project(tmp_path / "typed")
+    p.write("tessera.yaml", "name: typed\n")
+    (p.root / "data").mkdir()
+    frame.to_csv(p.root / "data" / "t.csv", index=False)
+    p.write(
+        "models/m.yaml",
+        "task: classification\ntarget: left\n"
+        "estimator: {class: sklearn.tree.DecisionTreeClassifier}\n"
+        "preprocessing:\n  cats: {type: categorical}\n  nums: {type: numeric}\n",
+    )
+    p.write(
+        "pipeline.yaml",
+        "stages:\n"
+        "  raw: {uses: read_table, with: {path: data/t.csv}}\n"
+        "  typed: {uses: cast_columns, inputs: [raw], with: {dtypes: {plan: category}}}\n"
+        "  model: {uses: train, inputs: [typed], with: {spec: models/m.yaml}}\n",
+    )
+    assert tessera("run", cwd=p.root).code == 0
+    [run] = all_runs(client_of(p.root), "typed")
+    tracker = Tracker(embedded_uri(p.root), "typed")
+    with tracker.global_uri():
+        model = mlflow.pyfunc.load_model(run.data.tags["tessera.model_uri"])
+    inputs = {i.name: i.type.name for i in model.metadata.get_input_schema().inputs}
+    assert inputs == {"plan": "string", "tickets": "long", "usage": "double"}
+    rows = frame.drop(columns="left").head(50)
+    assert (model.predict(rows) == frame["left"].head(50)).mean() > 0.9

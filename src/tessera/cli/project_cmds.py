@@ -109,8 +109,13 @@ def demo_summary(ws: object, outputs: dict[str, dict[str, str]]) -> list[dict[st
     p = ws.pipeline
     transformed = {(r.stage, r.output) for s in p.stages.values() if s.outputs for r in s.inputs}
     tables: list[dict[str, object]] = []
+
+    def order(stage: str, output: str) -> int:
+        declared = list(p.stages[stage].outputs)
+        return declared.index(output) if output in declared else len(declared)
+
     for stage in p.order:
-        for name, fp in outputs.get(stage, {}).items():
+        for name, fp in sorted(outputs.get(stage, {}).items(), key=lambda o: order(stage, o[0])):
             if p.stages[stage].uses in _MODEL_STAGES:
                 continue  # shown as the model
             files = [
@@ -191,7 +196,12 @@ def print_summary(
     console.print("Try next:")
     console.print(f"  cd {directory}")
     console.print(f"  {tessera} status                      # everything is cached now")
-    console.print(f"  {tessera} run -o split.test_size=0.3  # re-runs the split and what follows")
+    if model is None:
+        console.print(
+            f"  {tessera} run -o split.test_size=0.3  # re-runs the split and what follows"
+        )
+    else:
+        console.print(f"  {tessera} run -o scores.bootstrap.samples=1000  # re-runs the evaluation")
     console.print(f"  {tessera} dag --format mermaid        # the pipeline as a diagram")
     if model is not None:
         console.print(f"  {tessera} models show {model['name']}           # versions, audit trail")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
+import json
 import re
 import socket
 import tempfile
@@ -111,6 +112,9 @@ class VersionInfo:
             "created": self.created,
             "description": self.description,
             "model_version": self.model_version,
+            "task": self.tags.get("tessera.task"),
+            "target": self.tags.get("tessera.target"),
+            "classes": json.loads(self.tags.get("tessera.classes") or "null"),
             "sha256": self.tags.get(TAG_SHA256),
             "tags": self.tags,
             "metrics": self.metrics,

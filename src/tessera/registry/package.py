@@ -143,6 +143,7 @@ def write_bundle(
     try:
         os.chmod(tmp, 0o755)
         shutil.copytree(model_dir, tmp / _MODEL_DIR, symlinks=False)
+        _readable(tmp / _MODEL_DIR)  # the copy keeps a temporary directory's 0700
         files = _hash_files(tmp / _MODEL_DIR)
         recorded = info.get("files")
         if recorded is not None and recorded != files:
@@ -602,6 +603,13 @@ def _tessera_version() -> str:
 
 
 # --- Dockerfile check ------------------------------------------------------------------------
+
+
+def _readable(root: Path) -> None:
+    """Directories 0755 and files 0644 below ``root``: the image runs as a non-root user."""
+    os.chmod(root, 0o755)
+    for path in root.rglob("*"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
 def check_dockerfile(path: Path) -> list[str]:

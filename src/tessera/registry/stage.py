@@ -67,7 +67,15 @@ class Register(BaseModel):
     @field_validator("gate")
     @classmethod
     def _gate_metrics(cls, value: GateConfig) -> GateConfig:
+        from tessera.training.evaluation import higher_is_better
+
         check_metric_names(value.metrics())
+        for name in value.min:
+            if not higher_is_better(name):
+                raise ValueError(f"'{name}' is a loss (lower is better): put it under `max`")
+        for name in value.max:
+            if higher_is_better(name):
+                raise ValueError(f"'{name}' is a score (higher is better): put it under `min`")
         return value
 
 
@@ -136,10 +144,10 @@ def _register(
     test: pd.DataFrame,
     cfg: Register,
 ) -> dict[str, Any]:
-    from tessera.registry.models import CHALLENGER, CHAMPION
+    from tessera.registry.models import CHALLENGER, CHAMPION, actor
     from tessera.tracking import lineage_tags
     from tessera.tracking.client import TAG_KIND, TAG_MODEL_VERSION
-    from tessera.training import evaluation, metrics, modelio
+    from tessera.training import evaluation, metrics, modelio, spec
 
     refs = list(context.inputs)
     model_version = context.inputs[refs[0]]
@@ -148,9 +156,16 @@ def _register(
     compare = cfg.gate.compare or info.metrics[0]
     names = list(dict.fromkeys([*info.metrics, *cfg.gate.metrics(), compare]))
 
-    def scores_of(fitted: Any) -> list[metrics.Score]:
+    for name in names:
+        if name not in spec.METRICS[info.task]:
+            raise ValueError(
+                f"the gate's metric '{name}' does not apply to a {info.task} model (its "
+                f"metrics: {', '.join(spec.METRICS[info.task])}); nothing was registered"
+            )
+
+    def scores_of(fitted: Any, features: list[str]) -> list[metrics.Score]:
         pred = evaluation.predictions(
-            fitted, info.task, test, info.features, info.target, names, estimator=info.estimator
+            fitted, info.task, test, features, info.target, names, estimator=info.estimator
         )
         return metrics.score(
             pred,
@@ -160,7 +175,7 @@ def _register(
             seed=cfg.bootstrap.seed,
         )
 
-    candidate = scores_of(pipeline)
+    candidate = scores_of(pipeline, info.features)
     values = {s.metric: s.value for s in candidate}
 
     tracker = registry.tracker
@@ -181,6 +196,9 @@ def _register(
             )
     tags = {
         **{k: v for k, v in lineage_tags(context).items() if not k.startswith("mlflow.")},
+        "tessera.task": info.task,
+        "tessera.target": info.target,
+        "tessera.classes": json.dumps(info.classes, default=str),
         **cfg.tags,
     }
     version, created = registry.register(
@@ -201,7 +219,14 @@ def _register(
     champion_values = None
     if champion is not None and champion != version.version:
         _, champion_pipeline = registry.load(f"{cfg.name}/{champion}")
-        champion_values = {s.metric: s.value for s in scores_of(champion_pipeline)}
+        needs = [str(c) for c in getattr(champion_pipeline, "feature_names_in_", info.features)]
+        missing = [c for c in needs if c not in test.columns]
+        if missing:
+            raise ValueError(
+                f"the champion ({cfg.name} version {champion}) cannot be scored on the test "
+                f"table: it lacks the champion's feature column(s) {', '.join(missing)}"
+            )
+        champion_values = {s.metric: s.value for s in scores_of(champion_pipeline, needs)}
     result = evaluate_gate(
         cfg.gate, values, champion_values, compare=compare, champion_version=champion
     )
@@ -243,7 +268,7 @@ def _register(
             cfg.name,
             "gate",
             version=version.version,
-            actor=f"pipeline run {context.run_id}",
+            actor=actor(),
             reason=result.summary(),
             details=details,
             run_id=context.run_id,

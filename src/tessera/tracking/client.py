@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -269,11 +270,13 @@ class Tracker:
         import mlflow.sklearn
         from mlflow.models import infer_signature
 
-        # Integer columns are declared as doubles: a missing value at serving time turns an
-        # integer column into floats, which an integer schema would refuse.
-        ints = [c for c in example.columns if example[c].dtype.kind in "iu"]
-        example = example.astype(dict.fromkeys(ints, "float64"))
-        signature = infer_signature(example, pipeline.predict(example))
+        # Pandas categories are declared as strings: that is what a client sends (MLflow has
+        # no categorical type, and its schema check refuses a category column anyway).
+        categories = [c for c in example.columns if str(example[c].dtype) == "category"]
+        example = example.astype(dict.fromkeys(categories, "object"))
+        with warnings.catch_warnings():  # "integer columns cannot hold missing values"
+            warnings.simplefilter("ignore", UserWarning)
+            signature = infer_signature(example, pipeline.predict(example))
         with self.global_uri(), mlflow.start_run(run_id=run_id):
             info = mlflow.sklearn.log_model(
                 pipeline,
