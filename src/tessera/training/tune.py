@@ -813,7 +813,8 @@ def tune_model(train: pd.DataFrame, cfg: Tune) -> pa.Table:
     Each trial draws estimator parameters from the spec's `search_space` (over its
     `estimator.params`), builds the spec's pipeline and scores it by `cv`-fold cross-validation
     on the training table (or on a `validation` share held out). Trials that fall behind the
-    median of earlier trials after a fold are pruned. The best parameters are then refit on the
+    median of earlier trials after a fold are pruned, and LightGBM trials also while they
+    train (every tenth of their boosting iterations on the first fold). The best parameters are then refit on the
     whole table: the output is the same one-row model table as `train`'s, so `evaluate`,
     `predict` and `register` work unchanged.
 
@@ -904,7 +905,7 @@ def tune_model(train: pd.DataFrame, cfg: Tune) -> pa.Table:
             folds=None if cfg.validation is not None else cfg.cv,
             validation=cfg.validation,
             sampler=cfg.sampler,
-            prune=cfg.pruner == "median" and cfg.validation is None,
+            prune=cfg.pruner == "median",  # a hold-out has one "fold": only boosting prunes
             target=target,
             first=first,
             fail_budget=max(remaining, 1),
