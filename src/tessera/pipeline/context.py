@@ -49,21 +49,22 @@ class StageContext:
     @cached_property
     def git_commit(self) -> str | None:
         """The project's git commit, or None outside a repository."""
-        try:
-            done = subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                cwd=self.project.root,
-                capture_output=True,
-                text=True,
-                timeout=5,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() or None if done.returncode == 0 else None
+        return git_commit(Path(self.project.root))
 
     @property
     def root(self) -> Path:
         return Path(self.project.root)
+
+
+def git_commit(root: Path) -> str | None:
+    """The commit checked out at ``root``, or None outside a git repository."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
 _CURRENT: ContextVar[StageContext | None] = ContextVar("tessera_stage", default=None)

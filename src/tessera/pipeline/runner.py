@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tessera.data.metadata import StageRecord
+from tessera.pipeline.context import git_commit
 from tessera.pipeline.execute import StageJob, StageResult
 from tessera.pipeline.keys import stage_key
 from tessera.pipeline.lock import run_lock
@@ -91,18 +92,16 @@ def new_run_id() -> str:
 
 
 def _git(root: Path) -> tuple[str | None, bool | None]:
+    commit = git_commit(root)
+    if commit is None:
+        return None, None
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
-        )
-        if commit.returncode != 0:
-            return None, None
         dirty = subprocess.run(
             ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10
         )
-        return commit.stdout.strip(), bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
-        return None, None
+        return commit, None
+    return commit, bool(dirty.stdout.strip())
 
 
 def run_pipeline(
