@@ -12,7 +12,14 @@ import typer
 from rich.markup import escape
 
 from tessera._version import __version__
-from tessera.cli import data_cmds, model_cmds, pipeline_cmds, project_cmds, validate_cmds
+from tessera.cli import (
+    data_cmds,
+    model_cmds,
+    pipeline_cmds,
+    project_cmds,
+    serve_cmds,
+    validate_cmds,
+)
 from tessera.cli.output import emit_json, err_console
 from tessera.errors import TesseraError
 
@@ -51,6 +58,7 @@ data_cmds.register(app)
 validate_cmds.register(app)
 model_cmds.register(app)
 project_cmds.register(app)
+serve_cmds.register(app)
 
 
 def main() -> None:

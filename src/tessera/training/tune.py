@@ -814,9 +814,9 @@ def tune_model(train: pd.DataFrame, cfg: Tune) -> pa.Table:
     `estimator.params`), builds the spec's pipeline and scores it by `cv`-fold cross-validation
     on the training table (or on a `validation` share held out). Trials that fall behind the
     median of earlier trials after a fold are pruned, and LightGBM trials also while they
-    train (every tenth of their boosting iterations on the first fold). The best parameters are then refit on the
-    whole table: the output is the same one-row model table as `train`'s, so `evaluate`,
-    `predict` and `register` work unchanged.
+    train (every tenth of their boosting iterations on the first fold). The best parameters
+    are then refit on the whole table: the output is the same one-row model table as
+    `train`'s, so `evaluate`, `predict` and `register` work unchanged.
 
     The study is kept in the project's Optuna storage (`.tessera/optuna.db` by default) under a
     name derived from the spec, the training data's version and the objective: running again

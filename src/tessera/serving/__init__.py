@@ -1,0 +1,1 @@
+"""Online serving of registered models: ``tessera serve`` (HTTP prediction API)."""

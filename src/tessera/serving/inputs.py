@@ -1,0 +1,470 @@
+"""Request bodies to validated tables: the native and MLflow scoring formats, JSON and CSV.
+
+Every request is parsed into a :class:`pandas.DataFrame` holding exactly the model's input
+columns, in the signature's order, converted to the declared MLflow types (``double``,
+``float``, ``long``, ``integer``, ``string``, ``boolean``). Conversion is per column and
+vectorised; only a column that fails the fast check is scanned value by value, to name every
+offending row.
+
+Bad input raises :class:`InputError` (HTTP 422) listing one ``{"field", "problem"}`` for each
+missing column, unexpected column and wrong value; :class:`TooLarge` (413),
+:class:`MalformedInput` (400) and :class:`UnsupportedMediaType` (415) are its kinds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+MAX_PROBLEMS = 100
+_NUMERIC: dict[str, Any] = {
+    "double": "float64",
+    "float": "float32",
+    "long": "int64",
+    "integer": "int32",
+}
+_TYPE_WORDS = {
+    "double": "number",
+    "float": "number",
+    "long": "integer",
+    "integer": "integer",
+    "string": "string",
+    "boolean": "boolean",
+}
+
+
+class InputError(Exception):
+    """Input the model cannot score; ``problems`` names every offending field.
+
+    Attributes:
+        status: the HTTP status to answer with.
+        error_code: MLflow's error code for the body of the answer.
+        problems: ``[{"field": ..., "problem": ...}]``, one per offending field.
+    """
+
+    status = 422
+    error_code = "INVALID_PARAMETER_VALUE"
+
+    def __init__(self, message: str, problems: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = problems or []
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of the error answer."""
+        return {"error_code": self.error_code, "message": self.message, "problems": self.problems}
+
+
+class TooLarge(InputError):
+    """A body or batch over the configured limits."""
+
+    status = 413
+    error_code = "RESOURCE_LIMIT_EXCEEDED"
+
+
+class MalformedInput(InputError):
+    """A body that is not JSON (or CSV) at all."""
+
+    status = 400
+    error_code = "MALFORMED_REQUEST"
+
+
+class UnsupportedMediaType(InputError):
+    """A content type other than JSON or CSV."""
+
+    status = 415
+    error_code = "BAD_REQUEST"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One input column of the model's signature."""
+
+    name: str
+    type: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    """The model's input columns, in order, as its MLflow signature declares them."""
+
+    columns: tuple[Column, ...]
+
+    @property
+    def names(self) -> list[str]:
+        """The column names, in order."""
+        return [c.name for c in self.columns]
+
+    @classmethod
+    def from_signature(cls, inputs: Any) -> InputSchema:
+        """From the ``signature.inputs`` of an ``MLmodel`` file (JSON text or a list)."""
+        columns = json.loads(inputs) if isinstance(inputs, str) else inputs or []
+        return cls(
+            tuple(
+                Column(str(c["name"]), str(c.get("type", "")), bool(c.get("required", True)))
+                for c in columns
+                if isinstance(c, dict) and "name" in c
+            )
+        )
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path) -> InputSchema:
+        """From the ``MLmodel`` file of an MLflow model directory."""
+        import yaml
+
+        mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8")) or {}
+        return cls.from_signature((mlmodel.get("signature") or {}).get("inputs"))
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON bytes, parsed with orjson.
+
+    Raises:
+        MalformedInput: the body is not JSON.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedInput(f"malformed JSON: {exc}") from None
+
+
+def _check_rows(n: int, max_rows: int) -> None:
+    if n > max_rows:
+        raise TooLarge(f"the request holds {n} rows; at most {max_rows} are accepted per request")
+
+
+def _records(rows: Any, where: str, schema: InputSchema, max_rows: int) -> pd.DataFrame:
+    """A table from a list of records (objects); rows given as lists follow the schema order."""
+    import pandas as pd
+
+    if not isinstance(rows, list):
+        raise InputError(
+            f"{where} must be a list of rows",
+            [{"field": where, "problem": "expected a list of objects"}],
+        )
+    _check_rows(len(rows), max_rows)
+    if rows and all(isinstance(r, list) for r in rows):
+        return _split(schema.names, rows, where, max_rows)
+    bad = [
+        {"field": f"{where}[{i}]", "problem": f"expected an object, got {_show(r)}"}
+        for i, r in enumerate(rows)
+        if not isinstance(r, dict)
+    ]
+    if bad:
+        raise InputError(f"{where} must hold objects (column: value)", bad[:MAX_PROBLEMS])
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=schema.names)
+    frame.attrs["where"] = where
+    return frame
+
+
+def _split(columns: Any, rows: Any, where: str, max_rows: int) -> pd.DataFrame:
+    """A table from ``columns`` and ``data`` (rows as lists)."""
+    import pandas as pd
+
+    cols_at = where.removesuffix(".data").removesuffix("data") + (
+        ".columns" if where.endswith(".data") else "columns"
+    )
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise InputError(
+            "the column names must be a list of strings",
+            [{"field": cols_at, "problem": "expected a list of column names"}],
+        )
+    if not isinstance(rows, list):
+        raise InputError(
+            f"{where} must be a list of rows", [{"field": where, "problem": "expected a list"}]
+        )
+    _check_rows(len(rows), max_rows)
+    bad = [
+        {
+            "field": f"{where}[{i}]",
+            "problem": f"expected a list of {len(columns)} values (one per column), got "
+            + (f"{len(r)} values" if isinstance(r, list) else _show(r)),
+        }
+        for i, r in enumerate(rows)
+        if not isinstance(r, list) or len(r) != len(columns)
+    ]
+    if bad:
+        raise InputError(f"the rows of {where} do not fit the columns", bad[:MAX_PROBLEMS])
+    frame = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    frame.attrs["where"] = where
+    return frame
+
+
+def _columnar(value: dict[str, Any], where: str, max_rows: int) -> pd.DataFrame:
+    """A table from ``{"column": [values...]}`` (or one row of scalars)."""
+    import pandas as pd
+
+    lists = [v for v in value.values() if isinstance(v, list)]
+    if not lists:
+        frame = pd.DataFrame([value])
+    elif len(lists) != len(value) or len({len(v) for v in lists}) != 1:
+        raise InputError(
+            f"{where} as an object must map every column to a list of one length",
+            [{"field": where, "problem": "columns of different lengths, or mixed with scalars"}],
+        )
+    else:
+        _check_rows(len(lists[0]), max_rows)
+        frame = pd.DataFrame(value)
+    frame.attrs["where"] = where
+    return frame
+
+
+def native_frame(data: Any, schema: InputSchema, max_rows: int) -> pd.DataFrame:
+    """The table of a ``POST /predict`` body: ``{"inputs": [records]}`` or
+    ``{"columns": [...], "data": [[...]]}`` (an optional ``"key"`` is ignored here).
+
+    Raises:
+        InputError: the body has neither shape, or its table does not fit the schema.
+    """
+    if not isinstance(data, dict):
+        raise InputError(
+            'expected a JSON object: {"inputs": [...]} or {"columns": [...], "data": [[...]]}',
+            [{"field": "(body)", "problem": f"expected an object, got {_show(data)}"}],
+        )
+    extra = sorted(set(data) - {"inputs", "columns", "data", "key"})
+    if "inputs" in data and not ({"columns", "data"} & set(data)):
+        frame = _records(data["inputs"], "inputs", schema, max_rows)
+    elif "data" in data and "columns" in data and "inputs" not in data:
+        frame = _split(data["columns"], data["data"], "data", max_rows)
+    else:
+        raise InputError(
+            'expected either "inputs" (a list of objects) or "columns" and "data"',
+            [{"field": "(body)", "problem": f"got keys: {', '.join(sorted(data)) or 'none'}"}],
+        )
+    if extra:
+        raise InputError(
+            "unexpected keys in the request",
+            [{"field": k, "problem": "unexpected key"} for k in extra],
+        )
+    return validate(frame, schema)
+
+
+def mlflow_frame(data: Any, schema: InputSchema, max_rows: int) -> pd.DataFrame:
+    """The table of an MLflow scoring request (``POST /invocations`` JSON).
+
+    Raises:
+        InputError: not exactly one of the MLflow formats, or a table that does not fit.
+    """
+    if not isinstance(data, dict):
+        raise InputError(
+            f"expected a JSON object with one of: {', '.join(MLFLOW_FORMATS)}",
+            [{"field": "(body)", "problem": f"expected an object, got {_show(data)}"}],
+        )
+    keys = [k for k in MLFLOW_FORMATS if k in data]
+    if len(keys) != 1:
+        raise InputError(
+            f"expected exactly one of {', '.join(MLFLOW_FORMATS)} in the JSON object",
+            [{"field": "(body)", "problem": f"got keys: {', '.join(sorted(data)) or 'none'}"}],
+        )
+    key = keys[0]
+    extra = sorted(set(data) - {key, "params"})
+    if extra:
+        raise InputError(
+            f"unexpected keys next to {key}",
+            [{"field": k, "problem": "unexpected key"} for k in extra],
+        )
+    value = data[key]
+    if key == "dataframe_split":
+        if not isinstance(value, dict):
+            raise InputError(
+                "dataframe_split must be an object with columns and data",
+                [{"field": key, "problem": f"expected an object, got {_show(value)}"}],
+            )
+        frame = _split(value.get("columns"), value.get("data", []), f"{key}.data", max_rows)
+    elif isinstance(value, dict) and key != "dataframe_records":
+        frame = _columnar(value, key, max_rows)
+    else:
+        frame = _records(value, key, schema, max_rows)
+    return validate(frame, schema)
+
+
+def csv_frame(body: bytes, schema: InputSchema, max_rows: int) -> pd.DataFrame:
+    """The table of a ``text/csv`` body with a header row.
+
+    Raises:
+        MalformedInput: not CSV; TooLarge: too many rows; InputError: does not fit the schema.
+    """
+    import pandas as pd
+
+    if body.count(b"\n") > max_rows + 1:  # cheap bound before parsing
+        _check_rows(body.count(b"\n") - 1, max_rows)
+    strings = {c.name: str for c in schema.columns if c.type == "string"}
+    try:
+        frame = pd.read_csv(io.BytesIO(body), dtype=strings)
+    except pd.errors.EmptyDataError:
+        raise MalformedInput("the CSV input is empty (a header row is required)") from None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise MalformedInput(f"cannot parse the CSV input: {exc}") from None
+    _check_rows(len(frame), max_rows)
+    frame.attrs["where"] = "rows"
+    return validate(frame, schema, text=True)
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def validate(frame: pd.DataFrame, schema: InputSchema, *, text: bool = False) -> pd.DataFrame:
+    """``frame`` reduced to the schema's columns, in order, each of its declared type.
+
+    ``text``: values came from text (CSV), so numbers written as strings are parsed.
+
+    Raises:
+        InputError: naming every missing column, unexpected column and value of a wrong type.
+    """
+    where = str(frame.attrs.get("where", "data"))
+    if not schema.columns:  # no signature: the model takes what it gets
+        return frame
+    problems: list[dict[str, str]] = []
+    present = set(map(str, frame.columns))
+    known = set(schema.names)
+    for c in schema.columns:
+        if c.name not in present and (c.required or len(frame)):
+            problems.append({"field": c.name, "problem": "missing column"})
+    for name in frame.columns:
+        if str(name) not in known:
+            problems.append({"field": str(name), "problem": "unexpected column"})
+    if len(frame.columns) != len(present):
+        problems.append({"field": "(columns)", "problem": "duplicate column names"})
+    converted: dict[str, Any] = {}
+    for c in schema.columns:
+        if c.name in present and len(problems) < MAX_PROBLEMS:
+            converted[c.name] = _convert(frame[c.name], c, where, problems, text)
+    if problems:
+        shown = problems[:MAX_PROBLEMS]
+        if len(problems) > MAX_PROBLEMS:
+            shown.append({"field": "...", "problem": f"{len(problems) - MAX_PROBLEMS} more"})
+        raise InputError(
+            f"the input does not fit the model's schema ({len(problems)} problem"
+            f"{'s' if len(problems) != 1 else ''}): "
+            + "; ".join(f"{p['field']}: {p['problem']}" for p in shown[:5]),
+            shown,
+        )
+    import pandas as pd
+
+    return pd.DataFrame(converted, index=frame.index)[schema.names]
+
+
+def _convert(
+    column: pd.Series, spec: Column, where: str, problems: list[dict[str, str]], text: bool
+) -> Any:
+    """The column converted to its declared type; offending values appended to ``problems``."""
+    import numpy as np
+    import pandas as pd
+
+    kind = spec.type
+    dtype = column.dtype
+    if kind in ("double", "float"):
+        if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            return column.astype(_NUMERIC[kind])
+        ok = _scalar_mask(column, lambda v: _is_number(v) or (text and _parses_float(v)))
+        if ok.all():
+            return pd.to_numeric(column, errors="coerce").astype(_NUMERIC[kind])
+    elif kind in ("long", "integer"):
+        if pd.api.types.is_integer_dtype(dtype):
+            return column.astype(_NUMERIC[kind])
+        if pd.api.types.is_float_dtype(dtype):
+            values = column.to_numpy()
+            ok = pd.Series(np.isfinite(values) & (values == np.round(values)), index=column.index)
+            if ok.all():
+                return column.astype(_NUMERIC[kind])
+        else:
+            ok = _scalar_mask(column, lambda v: _is_integral(v) or (text and _parses_int(v)))
+            if ok.all():
+                return pd.to_numeric(column).astype(_NUMERIC[kind])
+    elif kind == "string":
+        if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+            return column.astype(object)
+        ok = _scalar_mask(column, lambda v: v is None or isinstance(v, str) or _nan(v))
+    elif kind == "boolean":
+        if pd.api.types.is_bool_dtype(dtype):
+            return column
+        ok = _scalar_mask(column, lambda v: isinstance(v, bool | np.bool_))
+        if ok.all():
+            return column.astype(bool)
+    else:  # a type this server does not convert (datetime, binary, ...): passed as given
+        return column
+    expected = _TYPE_WORDS.get(kind, kind)
+    rows = np.flatnonzero(~ok.to_numpy())
+    for i in rows[: MAX_PROBLEMS + 1]:
+        value = column.iloc[int(i)]
+        problems.append(
+            {
+                "field": f"{where}[{int(i)}].{spec.name}",
+                "problem": f"expected {expected} ({kind}), got {_show(value)}",
+            }
+        )
+    return column
+
+
+def _scalar_mask(column: pd.Series, test: Any) -> pd.Series:
+    """Which values pass ``test`` (only used once the fast dtype check failed)."""
+    return column.map(test, na_action=None).astype(bool)
+
+
+def _nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _is_number(v: Any) -> bool:
+    import numpy as np
+
+    return v is None or (isinstance(v, int | float | np.number) and not isinstance(v, bool))
+
+
+def _is_integral(v: Any) -> bool:
+    import numpy as np
+
+    if isinstance(v, bool | np.bool_):
+        return False
+    if isinstance(v, int | np.integer):
+        return True
+    return isinstance(v, float | np.floating) and math.isfinite(v) and float(v).is_integer()
+
+
+def _parses_float(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _parses_int(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        int(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _show(value: Any) -> str:
+    """A value as the client wrote it, short: ``'abc'``, ``null``, ``true``, ``[1, 2]``."""
+    if value is None or _nan(value):
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = repr(value)
+    elif isinstance(value, dict | list):
+        text = orjson.dumps(value, default=str).decode()
+    else:
+        text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,158 @@
+"""Request bodies to validated tables: every format, field-level errors, CSV, limits."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tessera.serving.inputs import (
+    InputError,
+    InputSchema,
+    MalformedInput,
+    TooLarge,
+    csv_frame,
+    mlflow_frame,
+    native_frame,
+    parse_json,
+)
+
+SCHEMA = InputSchema.from_signature(
+    orjson.dumps(
+        [
+            {"name": "tenure", "type": "long"},
+            {"name": "charges", "type": "double"},
+            {"name": "plan", "type": "string"},
+            {"name": "active", "type": "boolean"},
+        ]
+    ).decode()
+)
+ROWS = [
+    {"tenure": 3, "charges": 20.5, "plan": "basic", "active": True},
+    {"tenure": 12, "charges": 99.0, "plan": "pro", "active": False},
+]
+COLUMNS = ["tenure", "charges", "plan", "active"]
+DATA = [[r[c] for c in COLUMNS] for r in ROWS]
+
+
+def _check(frame) -> None:
+    assert list(frame.columns) == COLUMNS
+    assert str(frame["tenure"].dtype) == "int64"
+    assert str(frame["charges"].dtype) == "float64"
+    assert frame["plan"].tolist() == ["basic", "pro"]
+    assert frame["active"].tolist() == [True, False]
+    assert frame["tenure"].tolist() == [3, 12]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"inputs": ROWS},
+        {"columns": COLUMNS, "data": DATA},
+        {"columns": COLUMNS[::-1], "data": [row[::-1] for row in DATA], "key": "user-1"},
+    ],
+)
+def test_native_formats(body) -> None:
+    _check(native_frame(parse_json(orjson.dumps(body)), SCHEMA, 100))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dataframe_split": {"columns": COLUMNS, "data": DATA}},
+        {"dataframe_split": {"index": [0, 1], "columns": COLUMNS, "data": DATA}},
+        {"dataframe_records": ROWS},
+        {"instances": ROWS},
+        {"inputs": ROWS},
+        {"inputs": {c: [r[c] for r in ROWS] for c in COLUMNS}},
+        {"instances": DATA, "params": {}},
+    ],
+)
+def test_mlflow_formats(body) -> None:
+    _check(mlflow_frame(parse_json(orjson.dumps(body)), SCHEMA, 100))
+
+
+def test_csv() -> None:
+    body = b"plan,tenure,charges,active\nbasic,3,20.5,True\npro,12,99,False\n"
+    _check(csv_frame(body, SCHEMA, 100))
+
+
+def test_every_offending_field_is_named() -> None:
+    rows = [dict(r) for r in ROWS * 3]
+    rows[1]["tenure"] = "abc"
+    rows[3]["tenure"] = 2.5
+    rows[4]["charges"] = "much"
+    rows[5]["plan"] = 7
+    rows[2]["active"] = "yes"
+    for r in rows:
+        r["extra"] = 1
+    with pytest.raises(InputError) as caught:
+        native_frame(
+            {"columns": COLUMNS, "data": [[r[c] for c in COLUMNS] for r in rows]}, SCHEMA, 100
+        )
+    found = {(p["field"], p["problem"]) for p in caught.value.problems}
+    assert found == {
+        ("data[1].tenure", "expected integer (long), got 'abc'"),
+        ("data[3].tenure", "expected integer (long), got 2.5"),
+        ("data[4].charges", "expected number (double), got 'much'"),
+        ("data[5].plan", "expected string (string), got 7"),
+        ("data[2].active", "expected boolean (boolean), got 'yes'"),
+    }
+    assert caught.value.status == 422
+    assert caught.value.to_dict()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_missing_and_unexpected_columns() -> None:
+    rows = [{"tenure": 1, "charges": None, "colour": "red"}]
+    with pytest.raises(InputError) as caught:
+        native_frame({"inputs": rows}, SCHEMA, 100)
+    assert {(p["field"], p["problem"]) for p in caught.value.problems} == {
+        ("plan", "missing column"),
+        ("active", "missing column"),
+        ("colour", "unexpected column"),
+    }
+
+
+def test_nulls_are_missing_numbers_but_not_integers() -> None:
+    rows = [dict(ROWS[0], charges=None), dict(ROWS[1], tenure=None)]
+    with pytest.raises(InputError) as caught:
+        native_frame({"inputs": rows}, SCHEMA, 100)
+    assert [p["field"] for p in caught.value.problems] == ["inputs[1].tenure"]
+    frame = native_frame({"inputs": [dict(ROWS[0], charges=None)]}, SCHEMA, 100)
+    assert frame["charges"].isna().all()
+
+
+def test_csv_bad_values_and_malformed_bodies() -> None:
+    with pytest.raises(InputError) as caught:
+        csv_frame(b"tenure,charges,plan,active\nx,1,a,True\n2,y,b,False\n", SCHEMA, 100)
+    assert [p["field"] for p in caught.value.problems] == ["rows[0].tenure", "rows[1].charges"]
+    with pytest.raises(MalformedInput):
+        csv_frame(b"", SCHEMA, 100)
+    with pytest.raises(MalformedInput):
+        parse_json(b'{"inputs": [')
+
+
+def test_shapes_that_do_not_fit() -> None:
+    with pytest.raises(InputError) as caught:
+        mlflow_frame({"dataframe_split": {"columns": COLUMNS, "data": [[1, 2]]}}, SCHEMA, 100)
+    assert caught.value.problems[0]["field"] == "dataframe_split.data[0]"
+    with pytest.raises(InputError):
+        mlflow_frame({"dataframe_records": ROWS, "instances": ROWS}, SCHEMA, 100)
+    with pytest.raises(InputError):
+        native_frame({"rows": ROWS}, SCHEMA, 100)
+    with pytest.raises(InputError) as caught:
+        native_frame({"inputs": [ROWS[0], 5]}, SCHEMA, 100)
+    assert caught.value.problems == [{"field": "inputs[1]", "problem": "expected an object, got 5"}]
+
+
+def test_row_limit() -> None:
+    for parse, body in [
+        (native_frame, {"inputs": ROWS * 3}),
+        (mlflow_frame, {"dataframe_split": {"columns": COLUMNS, "data": DATA * 3}}),
+        (mlflow_frame, {"inputs": {c: [r[c] for r in ROWS * 3] for c in COLUMNS}}),
+    ]:
+        with pytest.raises(TooLarge) as caught:
+            parse(body, SCHEMA, 5)
+        assert caught.value.status == 413
+    with pytest.raises(TooLarge):
+        csv_frame(b"tenure,charges,plan,active\n" + b"1,2,a,True\n" * 6, SCHEMA, 5)
+    assert len(native_frame({"inputs": ROWS * 2}, SCHEMA, 4)) == 4
