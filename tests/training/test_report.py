@@ -72,7 +72,7 @@ def test_binary_classification(cancer, tmp_path: Path) -> None:
     pred, proba = cancer.pipe.predict(cancer.x), cancer.pipe.predict_proba(cancer.x)
     importances = feature_importances(cancer.pipe, cancer.features)
     files = evaluation_artifacts(
-        "classification", cancer.y, pred, proba, classes, cancer.features, importances, tmp_path
+        "classification", cancer.y, pred, proba, classes, importances, tmp_path
     )
     names = [f.name for f in files]
     assert names == [
@@ -117,9 +117,7 @@ def test_curves_are_thinned_to_their_limit(tmp_path: Path) -> None:
     y = rng.integers(0, 2, 5000)
     p1 = np.clip(0.3 * y + rng.uniform(0, 0.7, y.size), 0, 1)
     proba = np.column_stack([1 - p1, p1])
-    evaluation_artifacts(
-        "classification", y, (p1 > 0.5).astype(int), proba, [0, 1], [], None, tmp_path
-    )
+    evaluation_artifacts("classification", y, (p1 > 0.5).astype(int), proba, [0, 1], None, tmp_path)
     assert len(skm.roc_curve(y, p1)[0]) > CURVE_POINTS  # there was something to thin
     [roc] = read(tmp_path / "roc_curve.json")["curves"]
     assert 0.9 * CURVE_POINTS <= len(roc["fpr"]) <= CURVE_POINTS
@@ -133,9 +131,7 @@ def test_curves_are_thinned_to_their_limit(tmp_path: Path) -> None:
 def test_multiclass_classification(iris, tmp_path: Path) -> None:
     classes = list(iris.pipe.classes_)
     pred, proba = iris.pipe.predict(iris.x), iris.pipe.predict_proba(iris.x)
-    files = evaluation_artifacts(
-        "classification", iris.y, pred, proba, classes, iris.features, None, tmp_path
-    )
+    files = evaluation_artifacts("classification", iris.y, pred, proba, classes, None, tmp_path)
     assert {f.name for f in files} == {
         "confusion_matrix.png",
         "confusion_matrix.json",
@@ -167,7 +163,7 @@ def test_a_class_missing_from_the_rows_has_no_curve(iris, tmp_path: Path) -> Non
     keep = iris.y != 2
     y, x = iris.y[keep], iris.x[keep]
     pred, proba = iris.pipe.predict(x), iris.pipe.predict_proba(x)
-    evaluation_artifacts("classification", y, pred, proba, [0, 1, 2], [], None, tmp_path)
+    evaluation_artifacts("classification", y, pred, proba, [0, 1, 2], None, tmp_path)
     roc = read(tmp_path / "roc_curve.json")
     assert roc["skipped"] == [2] and [c["class"] for c in roc["curves"]] == [0, 1]
     assert roc["macro_auc"] is None
@@ -177,7 +173,7 @@ def test_a_class_missing_from_the_rows_has_no_curve(iris, tmp_path: Path) -> Non
 def test_classification_without_probabilities(tmp_path: Path) -> None:
     y = np.array(["a", "b", "c", "a", "z"])  # "z": a label the model never saw
     pred = np.array(["a", "b", "b", "a", "a"])
-    files = evaluation_artifacts("classification", y, pred, None, ["a", "b", "c"], [], {}, tmp_path)
+    files = evaluation_artifacts("classification", y, pred, None, ["a", "b", "c"], {}, tmp_path)
     assert [f.name for f in files] == ["confusion_matrix.png", "confusion_matrix.json"]
     cm = read(files[1])
     assert cm["matrix"] == [[2, 0, 0], [0, 1, 0], [0, 1, 0]]
@@ -187,11 +183,11 @@ def test_classification_without_probabilities(tmp_path: Path) -> None:
 def test_invalid_arguments(tmp_path: Path) -> None:
     y = np.array([0, 1, 1])
     with pytest.raises(ValueError, match="unknown task"):
-        evaluation_artifacts("ranking", y, y, None, [0, 1], [], None, tmp_path)
+        evaluation_artifacts("ranking", y, y, None, [0, 1], None, tmp_path)
     with pytest.raises(ValueError, match="y_pred has 2"):
-        evaluation_artifacts("classification", y, y[:2], None, [0, 1], [], None, tmp_path)
+        evaluation_artifacts("classification", y, y[:2], None, [0, 1], None, tmp_path)
     with pytest.raises(ValueError, match="proba has shape"):
-        evaluation_artifacts("classification", y, y, np.ones((3, 3)), [0, 1], [], None, tmp_path)
+        evaluation_artifacts("classification", y, y, np.ones((3, 3)), [0, 1], None, tmp_path)
 
 
 def test_regression(tmp_path: Path) -> None:
@@ -207,7 +203,6 @@ def test_regression(tmp_path: Path) -> None:
         model.pipe.predict(model.x),
         None,
         [],
-        model.features,
         importances,
         tmp_path / "new" / "dir",
     )
@@ -227,7 +222,7 @@ def test_regression(tmp_path: Path) -> None:
 def test_feature_importance_shows_the_top_features_by_absolute_value(tmp_path: Path) -> None:
     importances = {f"f{i}": (-1) ** i * float(i) for i in range(30)}
     files = evaluation_artifacts(
-        "regression", np.arange(5.0), np.arange(5.0), None, [], [], importances, tmp_path
+        "regression", np.arange(5.0), np.arange(5.0), None, [], importances, tmp_path
     )
     assert is_png(files[2])
     with files[3].open(newline="") as f:

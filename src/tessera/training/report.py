@@ -50,7 +50,6 @@ def evaluation_artifacts(
     y_pred: np.ndarray,
     proba: np.ndarray | None,
     classes: Sequence[Any],
-    feature_names: Sequence[str],
     importances: Mapping[str, float] | None,
     out_dir: Path,
 ) -> list[Path]:
@@ -81,9 +80,6 @@ def evaluation_artifacts(
         proba: ``(n, len(classes))`` predicted probabilities in the order of ``classes``, or
             None. Ignored for regression.
         classes: the model's classes, in its order (``classes_``). Ignored for regression.
-        feature_names: the model's input features. Not drawn by the current plots (the
-            importances carry their own, transformed, names); part of the signature so that
-            callers pass what every artifact may need.
         importances: importance per feature (e.g. from :func:`feature_importances`), or None.
         out_dir: directory of the files, created if missing.
 

@@ -177,7 +177,6 @@ def log_evaluation(
             y_pred,
             proba,
             classes,
-            info.features,
             report.feature_importances(pipeline, info.features),
             Path(tmp),
         )
