@@ -78,11 +78,16 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 
 
 @contextmanager
-def _creating(database: Path) -> Iterator[None]:
-    """Hold an exclusive lock while MLflow creates (or migrates) an SQLite database: two stages
-    doing it at once in a fresh project would otherwise race in its Alembic migrations."""
+def sqlite_creation_lock(url: str) -> Iterator[None]:
+    """Hold an exclusive lock while a library creates (or migrates) the SQLite database of
+    ``url``: MLflow and Optuna run Alembic migrations on first use, and two stages (or trial
+    workers) doing it at once in a fresh project race in them. Other URLs: no lock."""
+    if not url.startswith("sqlite:///"):
+        yield
+        return
     import fcntl
 
+    database = Path(url.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(database.with_name(database.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -153,9 +158,8 @@ class Tracker:
             _quiet()
             check_reachable(self.uri)
             client = mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-            if self.uri.startswith("sqlite:///"):
-                with _creating(Path(self.uri.removeprefix("sqlite:///"))):
-                    client.search_experiments(max_results=1)  # creates and migrates the DB
+            with sqlite_creation_lock(self.uri):
+                client.search_experiments(max_results=1)  # creates and migrates an SQLite DB
             self._client = client
         return self._client
 

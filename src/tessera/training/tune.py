@@ -277,19 +277,13 @@ def _storage(url: str | None, *, create: bool = True) -> Any:
     if url is None:
         return optuna.storages.InMemoryStorage()
 
-    from sqlalchemy.exc import OperationalError
+    from tessera.tracking.client import sqlite_creation_lock
 
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    for attempt in range(8):
-        try:
-            return optuna.storages.RDBStorage(url, skip_table_creation=not create, **kwargs)
-        except OperationalError:  # two stages creating a new database's tables at once
-            if attempt == 7:
-                raise
-            time.sleep(0.25 * (attempt + 1))
-    raise AssertionError("unreachable")
+    with sqlite_creation_lock(url):  # two stages creating a new database's tables at once
+        return optuna.storages.RDBStorage(url, skip_table_creation=not create, **kwargs)
 
 
 def _sampler(job: TrialJob, seed: int, worker: int) -> Any:
