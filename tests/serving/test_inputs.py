@@ -156,3 +156,16 @@ def test_row_limit() -> None:
     with pytest.raises(TooLarge):
         csv_frame(b"tenure,charges,plan,active\n" + b"1,2,a,True\n" * 6, SCHEMA, 5)
     assert len(native_frame({"inputs": ROWS * 2}, SCHEMA, 4)) == 4
+
+
+def test_nan_written_by_mlflow_clients_is_a_missing_number() -> None:
+    """Python's json (MLflow's clients, MLflow's input_example.json) writes NaN, which strict
+    JSON parsers such as orjson refuse."""
+    body = parse_json(
+        b'{"dataframe_split": {"columns": ["tenure", "charges", "plan", "active"], '
+        b'"data": [[3, NaN, "basic", true]]}}'
+    )
+    frame = mlflow_frame(body, SCHEMA, 100)
+    assert frame["charges"].isna().all() and frame["tenure"].tolist() == [3]
+    with pytest.raises(MalformedInput):
+        parse_json(b'{"inputs": NaX}')

@@ -94,7 +94,7 @@ class ServedModel:
             self.pipeline = pipeline
             example = self.model_dir / "input_example.json"
             if example.is_file():
-                data = orjson.loads(example.read_bytes())
+                data = parse_json(example.read_bytes())  # NaN for missing values
                 frame = native_frame(
                     {"columns": data["columns"], "data": data["data"]}, self.schema, 1 << 30
                 )

@@ -131,7 +131,9 @@ class InputSchema:
 
 
 def parse_json(body: bytes) -> Any:
-    """JSON bytes, parsed with orjson.
+    """JSON bytes, parsed with orjson; with the standard library when orjson refuses them, as
+    it refuses ``NaN`` and ``Infinity``, which MLflow's clients (and its input examples) write
+    for missing and infinite values.
 
     Raises:
         MalformedInput: the body is not JSON.
@@ -139,7 +141,10 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedInput(f"malformed JSON: {exc}") from None
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedInput(f"malformed JSON: {exc}") from None
 
 
 def _check_rows(n: int, max_rows: int) -> None:
