@@ -10,8 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tessera.config.errors import ConfigError, Problem
-from tessera.config.validate import validate_model
-from tessera.config.yaml_io import YamlDocument, load_yaml
+from tessera.config.validate import load_model_file
+from tessera.config.yaml_io import YamlDocument
 
 PROJECT_FILE = "tessera.yaml"
 
@@ -131,17 +131,7 @@ def find_project(start: Path | None = None) -> Path:
 def load_project(root: Path | None = None) -> Project:
     """Load and validate ``tessera.yaml`` of the project at (or above) ``root``."""
     root = find_project(root)
-    doc = load_yaml(root / PROJECT_FILE, PROJECT_FILE)
-    data = doc.data if doc.data is not None else {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            Problem("the file must be a mapping", PROJECT_FILE, 1, got=type(data).__name__)
-        )
-    config, problems = validate_model(
-        ProjectConfig, data, locate=lambda path: (PROJECT_FILE, doc.line_of(path))
-    )
-    if config is None:
-        raise ConfigError(problems)
+    config, doc = load_model_file(root / PROJECT_FILE, PROJECT_FILE, ProjectConfig)
     return Project(root=root, config=config, document=doc)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import types
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from tessera.config.errors import Problem, describe, did_you_mean
-from tessera.config.yaml_io import KeyPath
+from tessera.config.errors import ConfigError, Problem, describe, did_you_mean
+from tessera.config.yaml_io import KeyPath, YamlDocument, load_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -253,3 +254,25 @@ def _lower_first(text: str) -> str:
 
 def _known(names: list[str]) -> str | None:
     return f"known keys: {', '.join(names)}" if names else None
+
+
+def load_model_file(path: Path, display: str, model: type[M]) -> tuple[M, YamlDocument]:
+    """A YAML file holding one mapping, validated into ``model`` (``tessera.yaml``,
+    ``serving.yaml``...), with the document it came from.
+
+    Raises:
+        ConfigError: invalid YAML, not a mapping, or values that do not fit ``model``; every
+            problem with ``display`` and its line.
+    """
+    doc = load_yaml(path, display)
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            Problem("the file must be a mapping", display, 1, got=type(data).__name__)
+        )
+    config, problems = validate_model(
+        model, data, locate=lambda keypath: (display, doc.line_of(keypath))
+    )
+    if config is None:
+        raise ConfigError(problems)
+    return config, doc

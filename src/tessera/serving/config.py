@@ -6,9 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tessera.config.errors import ConfigError, Problem
-from tessera.config.validate import validate_model
-from tessera.config.yaml_io import load_yaml
+from tessera.config.validate import load_model_file
 
 SERVING_FILE = "serving.yaml"
 
@@ -51,15 +49,4 @@ def load_serving_config(project_root: Path) -> ServingConfig | None:
     path = project_root / SERVING_FILE
     if not path.is_file():
         return None
-    doc = load_yaml(path, SERVING_FILE)
-    data = doc.data if doc.data is not None else {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            Problem("the file must be a mapping", SERVING_FILE, 1, got=type(data).__name__)
-        )
-    config, problems = validate_model(
-        ServingConfig, data, locate=lambda keypath: (SERVING_FILE, doc.line_of(keypath))
-    )
-    if config is None:
-        raise ConfigError(problems)
-    return config
+    return load_model_file(path, SERVING_FILE, ServingConfig)[0]
