@@ -133,3 +133,18 @@ class Result:
 def statuses(result: Result) -> dict[str, str]:
     """Stage -> status from ``tessera run --json`` output."""
     return {s["stage"]: s["status"] for s in result.json()["stages"]}
+
+
+#: A small model spec of the breast-cancer table, for tests that need a registered model.
+CANCER_SPEC = """
+task: classification
+target: target
+features: {exclude: [worst_*]}
+estimator:
+  class: sklearn.ensemble.RandomForestClassifier
+  params: {n_estimators: 20, max_depth: 4}
+preprocessing:
+  numbers: {type: numeric, impute: median, scale: none}
+metrics: [roc_auc, accuracy]
+seed: 7
+"""

@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from support import CANCER_SPEC as SPEC
 from support import Project
-
-SPEC = """
-task: classification
-target: target
-features: {exclude: [worst_*]}
-estimator:
-  class: sklearn.ensemble.RandomForestClassifier
-  params: {n_estimators: 20, max_depth: 4}
-preprocessing:
-  numbers: {type: numeric, impute: median, scale: none}
-metrics: [roc_auc, accuracy]
-seed: 7
-"""
 
 PIPELINE = """
 stages:
