@@ -209,7 +209,9 @@ def _default(field: Any) -> str:
     if field.is_required():
         return "required"
     value = field.get_default(call_default_factory=True)
-    if isinstance(value, BaseModel):
+    if isinstance(value, BaseModel) or (
+        isinstance(value, list) and value and isinstance(value[0], BaseModel)
+    ):
         return "see below"
     return f"`{value!r}`"
 
@@ -232,7 +234,35 @@ def configuration() -> str:
     out += ["### `executor:`", "", *model_table(ExecutorConfig), ""]
     out += ["## `pipeline.yaml`", "", "`stages:` maps each stage name to:", ""]
     out += [*model_table(StageSpec), ""]
+    out += serving_tables()
     return "\n".join(out)
+
+
+def serving_tables() -> list[str]:
+    """``serving.yaml`` and each of its sections (see docs/serving.md)."""
+    from tessera.serving import config as serving
+
+    out = [
+        "## `serving.yaml`",
+        "",
+        "What `tessera serve` serves and how a candidate rolls out ([serving.md](serving.md)).",
+        "",
+        *model_table(serving.ServingConfig),
+        "",
+    ]
+    sections = [
+        ("models:", serving.ServedModel),
+        ("rollout:", serving.RolloutConfig),
+        ("rollout.canary:", serving.CanaryConfig),
+        ("rollout.canary.steps:", serving.CanaryStep),
+        ("rollout.ab:", serving.ABConfig),
+        ("rollout.shadow:", serving.ShadowConfig),
+        ("prediction_log:", serving.PredictionLogConfig),
+        ("admin:", serving.AdminConfig),
+    ]
+    for title, model in sections:
+        out += [f"### `{title}`", "", *model_table(model), ""]
+    return out
 
 
 def transformations() -> str:

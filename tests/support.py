@@ -148,3 +148,131 @@ preprocessing:
 metrics: [roc_auc, accuracy]
 seed: 7
 """
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+CANCER_PIPELINE = """
+stages:
+  raw:    {uses: read_table, with: {path: data/cancer.csv}}
+  split:  {uses: train_test_split, inputs: [raw], with: {strategy: stratified, target: target}}
+  model:  {uses: train, inputs: [split.train], with: {spec: models/cancer.yaml}}
+  registered:
+    uses: register
+    inputs: [model, split.test]
+    with:
+      name: cancer
+      gate: {min: {roc_auc: 0.8}}
+      bootstrap: {samples: 0}
+"""
+
+
+def cancer_project(root: Path, versions: int = 1) -> Project:
+    """A project whose registry holds ``versions`` versions of the model ``cancer``: version 1
+    is the champion and, with two or more, the last is the challenger."""
+    import subprocess
+    import sys
+
+    from tessera.examples.breast_cancer_data import load_table
+
+    project = Project(root)
+    project.write("tessera.yaml", f"name: {root.name}\n")
+    project.write("pipeline.yaml", CANCER_PIPELINE)
+    (project.root / "data").mkdir()
+    load_table().to_csv(project.root / "data" / "cancer.csv", index=False)
+    tessera = str(Path(sys.executable).parent / "tessera")
+    for version in range(1, versions + 1):
+        spec = CANCER_SPEC.replace("max_depth: 4", f"max_depth: {3 + version}")
+        project.write("models/cancer.yaml", spec)
+        run = subprocess.run([tessera, "run"], cwd=root, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+    if versions > 1:
+        from tessera.registry.models import project_registry
+
+        registry = project_registry(root)
+        registry.set_alias("cancer", "champion", "1")
+        registry.set_alias("cancer", "challenger", str(versions))
+    return project
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerThread:
+    """An ASGI app served by uvicorn in a thread on a free loopback port, spoken to with
+    requests (httpx, which Starlette's TestClient needs, is not a dependency)."""
+
+    def __init__(self, app: Any) -> None:
+        import threading
+
+        import uvicorn
+
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.app = app
+
+    def __enter__(self) -> ServerThread:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        import requests
+
+        return requests.get(self.url + path, timeout=10, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        import requests
+
+        return requests.post(self.url + path, timeout=10, **kwargs)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        wait_ready(self.get, timeout)
+
+
+def wait_ready(get: Any, timeout: float = 60) -> None:
+    """Poll ``/ready`` until it answers 200."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if get("/ready").status_code == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the server never became ready")
+
+
+def required_tool(name: str, install: str) -> str:
+    """The path of an external program a test needs; the test is skipped when it is missing,
+    unless TESSERA_REQUIRE_SERVICES=1 (as in CI), which makes it fail instead."""
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"`{name}` is not installed ({install})"
+        if os.environ.get("TESSERA_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{message}, but TESSERA_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(message)
+    return path

@@ -2,126 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support import CANCER_PIPELINE as PIPELINE
 from support import CANCER_SPEC as SPEC
-from support import Project
-
-PIPELINE = """
-stages:
-  raw:    {uses: read_table, with: {path: data/cancer.csv}}
-  split:  {uses: train_test_split, inputs: [raw], with: {strategy: stratified, target: target}}
-  model:  {uses: train, inputs: [split.train], with: {spec: models/cancer.yaml}}
-  registered:
-    uses: register
-    inputs: [model, split.test]
-    with:
-      name: cancer
-      gate: {min: {roc_auc: 0.8}}
-      bootstrap: {samples: 0}
-"""
+from support import Project, ServerThread, cancer_project, free_port, required_tool
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A project with the registered model `cancer`, its downloaded directory and pipeline."""
     from tessera.examples.breast_cancer_data import load_table
+    from tessera.registry.models import project_registry
 
-    project = Project(tmp_path_factory.mktemp("serving") / "proj")
-    project.write("tessera.yaml", "name: serving\n")
-    project.write("models/cancer.yaml", SPEC)
-    project.write("pipeline.yaml", PIPELINE)
-    table = load_table()
-    (project.root / "data").mkdir()
-    table.to_csv(project.root / "data" / "cancer.csv", index=False)
-    run = subprocess.run(
-        [str(Path(sys.executable).parent / "tessera"), "run"],
-        cwd=project.root,
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(project.root)
-        from tessera.cli.model_cmds import open_registry
-
-        registry = open_registry()
-        info, model_dir = registry.download("cancer@champion", project.root / "served")
-        _, pipeline = registry.load("cancer@champion")
+    project = cancer_project(tmp_path_factory.mktemp("serving") / "proj")
+    registry = project_registry(project.root)
+    info, model_dir = registry.download("cancer@champion", project.root / "served")
+    _, pipeline = registry.load("cancer@champion")
     features = [str(c) for c in pipeline.feature_names_in_]
     yield {
         "root": project.root,
         "info": info.to_dict(),
         "model_dir": model_dir,
         "pipeline": pipeline,
-        "frame": table[features].head(40),
+        "frame": load_table()[features].head(40),
     }
 
 
-class _Client:
-    """The app served by uvicorn in a thread on a free loopback port, spoken to with requests."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.url = f"http://127.0.0.1:{_free_port()}"
-        port = int(self.url.rsplit(":", 1)[1])
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Client:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    def get(self, path: str) -> Any:
-        import requests
-
-        return requests.get(self.url + path, timeout=10)
-
-    def post(self, path: str, **kwargs: Any) -> Any:
-        import requests
-
-        return requests.post(self.url + path, timeout=10, **kwargs)
-
-
-def _client(served: dict[str, Any], **limits: int) -> _Client:
+def _client(served: dict[str, Any], **limits: int) -> ServerThread:
     from tessera.serving.app import create_app
     from tessera.serving.config import ServedModel, ServingConfig
 
     config = ServingConfig(models=[ServedModel(name="cancer")], **limits)
-    return _Client(create_app(served["model_dir"], served["info"], config))
-
-
-def _wait_ready(get: Any) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if get("/ready").status_code == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the server never became ready")
+    initial = {"cancer": (served["info"], served["model_dir"])}
+    return ServerThread(create_app(served["root"], config, initial))
 
 
 def test_routes_and_predictions(served: dict[str, Any]) -> None:
@@ -130,8 +54,10 @@ def test_routes_and_predictions(served: dict[str, Any]) -> None:
     expected = pipeline.predict(frame).tolist()
     with _client(served) as client:
         assert client.get("/health").status_code == 200
-        _wait_ready(client.get)
-        assert client.get("/ready").json()["model"] == {"name": "cancer", "version": "1"}
+        client.wait_ready()
+        assert client.get("/ready").json()["models"] == {
+            "cancer": {"name": "cancer", "version": "1"}
+        }
 
         records = json.loads(frame.to_json(orient="records"))
         native = client.post("/predict", json={"inputs": records})
@@ -139,7 +65,7 @@ def test_routes_and_predictions(served: dict[str, Any]) -> None:
         body = native.json()
         assert body["predictions"] == expected
         assert body["probabilities"] == pytest.approx(pipeline.predict_proba(frame)[:, 1])
-        assert body["model"] == {"name": "cancer", "version": "1"}
+        assert body["model"] == {"name": "cancer", "version": "1", "variant": "champion"}
         assert len(body["request_id"]) == 32
         split = json.loads(frame.to_json(orient="split", index=False))
         assert client.post("/predict", json=split).json()["predictions"] == expected
@@ -170,7 +96,7 @@ def test_bad_requests_are_answered_never_with_500(served: dict[str, Any]) -> Non
     for r in records:
         r.pop("texture_error")
     with _client(served, max_batch_rows=10, max_body_bytes=200_000) as client:
-        _wait_ready(client.get)
+        client.wait_ready()
         bad = client.post("/predict", json={"inputs": records})
         assert bad.status_code == 422
         body = bad.json()
@@ -197,12 +123,6 @@ def test_bad_requests_are_answered_never_with_500(served: dict[str, Any]) -> Non
         assert client.get("/predict").status_code == 405
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve_command() -> list[str]:
     """`tessera serve` once the command is registered, else the command module alone."""
     from tessera.cli.main import app
@@ -213,43 +133,100 @@ def _serve_command() -> list[str]:
     return [sys.executable, "-m", "tessera.cli.serve_cmds"]
 
 
-def test_tessera_serve_answers_like_mlflow(served: dict[str, Any]) -> None:
-    import mlflow.pyfunc
-    import requests
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [*_serve_command(), "--port", str(port)],
-        cwd=served["root"],
+@contextlib.contextmanager
+def _process(command: list[str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={  # mlflow models serve runs `uvicorn` from PATH
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        start_new_session=True,
     )
     try:
-        _wait_ready(lambda path: requests.get(url + path, timeout=2))
-        frame = served["frame"]
-        answer = requests.post(
-            url + "/invocations",
-            json={"dataframe_split": frame.to_dict(orient="split")},
-            timeout=10,
-        )
-        assert answer.status_code == 200, answer.text
-        expected = mlflow.pyfunc.load_model(str(served["model_dir"])).predict(frame)
-        assert answer.json() == {"predictions": expected.tolist()}
+        yield process
     finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=20)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+
+
+def test_mlflow_clients_get_what_mlflow_models_serve_answers(served: dict[str, Any]) -> None:
+    """MLflow's own scoring client against `tessera serve`, and `mlflow models serve` on the same
+    model directory side by side: the same predictions for every format."""
+    import requests
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    frame = served["frame"]
+    ours, theirs = free_port(), free_port()
+    mlflow_serve = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        str(served["model_dir"]),
+        "-p",
+        str(theirs),
+        "--env-manager",
+        "local",
+    ]
+    with (
+        _process([*_serve_command(), "--port", str(ours)], served["root"]) as server,
+        _process(mlflow_serve, served["root"]) as peer,
+    ):
+        client = ScoringServerClient("127.0.0.1", ours)
+        client.wait_server_ready(timeout=60, scoring_server_proc=server)
+        answer = client.invoke(frame)
+        expected = served["pipeline"].predict(frame).tolist()
+        assert answer["predictions"] == expected  # a PredictionsResponse: a dict
+        ScoringServerClient("127.0.0.1", theirs).wait_server_ready(
+            timeout=120, scoring_server_proc=peer
+        )
+        records = json.loads(frame.to_json(orient="records"))
+        for payload in (
+            {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))},
+            {"dataframe_records": records},
+            {"instances": records},
+            {"inputs": records},
+        ):
+            mine = requests.post(f"http://127.0.0.1:{ours}/invocations", json=payload, timeout=10)
+            peer_answer = requests.post(
+                f"http://127.0.0.1:{theirs}/invocations", json=payload, timeout=30
+            )
+            assert peer_answer.status_code == mine.status_code == 200, peer_answer.text
+            assert mine.json() == peer_answer.json()
+        csv = frame.to_csv(index=False).encode()
+        headers = {"content-type": "text/csv"}
+        mine = requests.post(f"http://127.0.0.1:{ours}/invocations", data=csv, headers=headers)
+        peer_csv = requests.post(
+            f"http://127.0.0.1:{theirs}/invocations", data=csv, headers=headers
+        )
+        assert mine.json() == peer_csv.json()
+        metrics = requests.get(f"http://127.0.0.1:{ours}/metrics", timeout=10).text
+        promtool = required_tool("promtool", "Debian: apt-get install prometheus")
+        lint = subprocess.run(
+            [promtool, "check", "metrics"], input=metrics, capture_output=True, text=True
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+        os.killpg(server.pid, signal.SIGTERM)
+        out, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
     assert "Traceback" not in err
-    assert f"http://127.0.0.1:{port}" in out
+    assert f"http://127.0.0.1:{ours}" in out
 
 
 def test_serve_refuses_what_it_cannot_serve_safely(tmp_path: Path, tessera) -> None:
     """No model to serve, a bad serving.yaml, files that do not match the registered hash: a
     clear error and a non-zero exit, never a server."""
-    from support import Project
 
     empty = Project(tmp_path / "empty")
     empty.write("tessera.yaml", "name: empty\n")

@@ -169,3 +169,62 @@ def test_nan_written_by_mlflow_clients_is_a_missing_number() -> None:
     assert frame["charges"].isna().all() and frame["tenure"].tolist() == [3]
     with pytest.raises(MalformedInput):
         parse_json(b'{"inputs": NaX}')
+
+
+def test_datetimes_are_parsed_and_bad_ones_named() -> None:
+    schema = InputSchema.from_signature([{"name": "at", "type": "datetime"}])
+    frame = native_frame(
+        {"inputs": [{"at": "2026-11-22T10:00:00"}, {"at": "2026-11-23"}, {"at": None}]},
+        schema,
+        10,
+    )
+    assert str(frame["at"].dtype).startswith("datetime64")
+    assert frame["at"].iloc[1].day == 23 and frame["at"].isna().iloc[2]
+    text = csv_frame(b"at\n2026-11-22 10:00:00\n", schema, 10)
+    assert text["at"].iloc[0].hour == 10
+    with pytest.raises(InputError) as bad:
+        native_frame({"inputs": [{"at": "2026-11-22"}, {"at": "yesterday"}, {"at": 5}]}, schema, 10)
+    assert [p["field"] for p in bad.value.problems] == ["inputs[1].at", "inputs[2].at"]
+    assert "expected ISO 8601 date-time (datetime), got 'yesterday'" in bad.value.message
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        ROWS,
+        [{"tenure": 1, "charges": None, "plan": "x", "active": True}],  # a missing number
+        [{"tenure": 7, "charges": 3, "plan": "", "active": False}],  # an integer as a double
+        [{"active": True, "plan": "p", "charges": 1.5, "tenure": 2}],  # keys in another order
+    ],
+)
+def test_the_fast_path_gives_the_general_paths_table(rows) -> None:
+    import pandas as pd
+
+    from tessera.serving.inputs import _fast_frame, _records, validate
+
+    fast = _fast_frame(rows, None, None, SCHEMA)
+    assert fast is not None
+    general = validate(_records(rows, "inputs", SCHEMA, 100), SCHEMA)
+    pd.testing.assert_frame_equal(fast.reset_index(drop=True), general.reset_index(drop=True))
+    columns = list(reversed(COLUMNS))
+    split = _fast_frame(None, columns, [[r[c] for c in columns] for r in rows], SCHEMA)
+    assert split is not None
+    pd.testing.assert_frame_equal(split, fast)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"tenure": 1.0, "charges": 1.0, "plan": "x", "active": True}],  # integral float: general
+        [{"tenure": True, "charges": 1.0, "plan": "x", "active": True}],
+        [{"tenure": 1, "charges": "1.5", "plan": "x", "active": True}],
+        [{"tenure": 1, "charges": 1.5, "plan": None, "active": True}],
+        [{"tenure": 1, "charges": 1.5, "plan": "x"}],
+        [{"tenure": 2**70, "charges": 1.5, "plan": "x", "active": True}],
+        [[1, 1.5, "x", True]],
+    ],
+)
+def test_anything_unusual_leaves_the_fast_path(rows) -> None:
+    from tessera.serving.inputs import _fast_frame
+
+    assert _fast_frame(rows, None, None, SCHEMA) is None

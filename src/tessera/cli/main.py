@@ -17,6 +17,7 @@ from tessera.cli import (
     model_cmds,
     pipeline_cmds,
     project_cmds,
+    rollout_cmds,
     serve_cmds,
     validate_cmds,
 )
@@ -59,6 +60,7 @@ validate_cmds.register(app)
 model_cmds.register(app)
 project_cmds.register(app)
 serve_cmds.register(app)
+rollout_cmds.register(app)
 
 
 def main() -> None:

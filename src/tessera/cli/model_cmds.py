@@ -34,15 +34,11 @@ ReasonOpt = typer.Option(
 def open_registry() -> ModelRegistry:
     """The registry of the project around the working directory."""
     from tessera.config.project import chdir, load_project
-    from tessera.data.metadata import MetadataStore
-    from tessera.pipeline.workspace import project_settings
-    from tessera.registry.models import ModelRegistry
-    from tessera.tracking import Tracker
+    from tessera.registry.models import project_registry
 
     project = load_project(None)
     chdir(project.root)
-    settings = project_settings(project)
-    return ModelRegistry(Tracker.for_project(settings), MetadataStore(settings.metadata_url))
+    return project_registry(project.root)
 
 
 def _when(ts: float | None) -> str:

@@ -52,7 +52,7 @@ def serve(
     port: int | None = PortOpt,
     workers: int = WorkersOpt,
 ) -> None:
-    """Serve the registered model over HTTP: /predict, /invocations, /health, /ready."""
+    """Serve the registered models over HTTP: predictions, feedback, metrics, rollouts."""
     import os
     import signal
     import tempfile
@@ -60,18 +60,29 @@ def serve(
     import uvicorn
 
     from tessera.cli.model_cmds import open_registry
+    from tessera.serving.admin import admin_token
     from tessera.serving.app import ENV_VAR, create_app, encode_spec
+    from tessera.serving.metrics import enable_multiprocess
 
     registry = open_registry()  # changes into the project root
-    config = serving_config(Path.cwd(), registry)
-    served = config.models[0]
+    root = Path.cwd()
+    config = serving_config(root, registry)
+    admin_token(config.admin, root)  # a token file that cannot be read: exit 2 before serving
     host = host or config.host
     port = config.port if port is None else port
+    if port == 0:
+        port = _free_port(host)
     with tempfile.TemporaryDirectory(prefix="tessera-serve-") as tmp:
-        info, model_dir = registry.download(f"{served.name}@{served.alias}", Path(tmp))
-        details: dict[str, Any] = info.to_dict()
+        initial: dict[str, tuple[dict[str, Any], Path]] = {}
+        served = []
+        for model in config.models:  # fetched and hash-checked once, before listening
+            info, model_dir = registry.download(
+                f"{model.name}@{model.alias}", Path(tmp) / model.name
+            )
+            initial[model.name] = (info.to_dict(), model_dir)
+            served.append(f"{info.name}/{info.version} (@{model.alias})")
         typer.echo(
-            f"Serving {info.name}/{info.version} (@{served.alias}) on http://{host}:{port} "
+            f"Serving {', '.join(served)} on http://{host}:{port} "
             f"({workers} worker{'s' if workers != 1 else ''}); Ctrl+C stops it."
         )
         options: dict[str, Any] = {
@@ -80,14 +91,26 @@ def serve(
             "http": "httptools",
             "loop": "uvloop",
             "log_level": "warning",
+            "timeout_graceful_shutdown": 30,
         }
         for stop in (signal.SIGTERM, signal.SIGINT):  # uvicorn re-raises them once shut down
             signal.signal(stop, _stopped)
         if workers == 1:
-            uvicorn.run(create_app(model_dir, details, config), workers=1, **options)
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # one process: its own registry
+            uvicorn.run(create_app(root, config, initial), workers=1, **options)
         else:
-            os.environ[ENV_VAR] = encode_spec(model_dir, details, config)
+            enable_multiprocess(Path(tmp) / "metrics")  # one set of metrics over the workers
+            os.environ[ENV_VAR] = encode_spec(root, config, initial)
             uvicorn.run("tessera.serving.app:from_env", factory=True, workers=workers, **options)
+
+
+def _free_port(host: str) -> int:
+    """A port nobody listens on now (for ``--port 0``)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def _stopped(signum: int, frame: Any) -> None:

@@ -407,6 +407,17 @@ class ModelRegistry:
             return info, load_directory(directory, UntrustedModelError)
 
 
+def project_registry(root: Path | None = None) -> ModelRegistry:
+    """The registry of the project at ``root`` (default: around the working directory), with its
+    tracking server or embedded store and its metadata store (the audit trail)."""
+    from tessera.config.project import load_project
+    from tessera.data.metadata import MetadataStore
+    from tessera.pipeline.workspace import project_settings
+
+    settings = project_settings(load_project(root))
+    return ModelRegistry(Tracker.for_project(settings), MetadataStore(settings.metadata_url))
+
+
 def check_hash(info: VersionInfo, directory: Path) -> None:
     """Refuse a model directory whose files do not hash to what was registered."""
     expected = info.tags.get(TAG_SHA256)

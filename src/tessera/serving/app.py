@@ -1,12 +1,17 @@
-"""The HTTP prediction API of ``tessera serve`` (Starlette, orjson).
+"""The HTTP API of ``tessera serve`` (Starlette, orjson).
 
-Routes: ``GET /health`` (liveness: always 200), ``GET /ready`` (200 once the model is loaded and
-has predicted its input example, else 503), ``POST /predict`` (native formats: predictions,
-probabilities of binary classifiers, a request id and the model's name and version) and
-``POST /invocations`` (MLflow's scoring protocol, answered like ``mlflow models serve``).
+Routes: ``POST /predict`` (native formats), ``POST /invocations`` (MLflow's scoring protocol,
+answered like ``mlflow models serve``), the same two under ``/models/NAME/`` for every model of
+``serving.yaml``, ``POST /feedback``, ``GET /health``, ``GET /ready``, ``GET /metrics``,
+``GET /openapi.json`` and ``GET /docs``, and the admin API under ``/admin/``
+(:mod:`tessera.serving.admin`).
 
-The model is loaded in a background thread when the application starts, so ``/health`` answers
-at once and ``/ready`` tells load balancers when to send traffic.
+A scoring request is parsed and validated, routed to the champion or, during an A/B test or a
+canary, to the candidate (sticky by the body's ``"key"`` or the ``X-Tessera-Key`` header), and
+answered; a candidate that fails is answered for by the champion and counted as an error of the
+candidate. During a shadow rollout the response goes out first, and the candidate then scores
+the same rows in the background. Metrics, the prediction log and the rollout statistics are
+updated in memory on the way out; the writing happens on other threads.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import sys
-import threading
+import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,15 +28,17 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from tessera.serving.config import ServingConfig
 from tessera.serving.inputs import (
     InputError,
     InputSchema,
+    MalformedInput,
     TooLarge,
     UnsupportedMediaType,
     csv_frame,
@@ -39,16 +46,27 @@ from tessera.serving.inputs import (
     native_frame,
     parse_json,
 )
+from tessera.serving.runtime import LoadedModel, ModelEntry, Server
 
 ENV_VAR = "TESSERA_SERVE_SPEC"
-_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+#: Requests with more rows than this are scored on a worker thread; smaller ones inline, which
+#: is faster than a thread hop and blocks the event loop for well under a millisecond.
+INLINE_ROWS = 64
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+#: The highest row number of a prediction (the log's ``row`` column is int32).
+MAX_ROW = 2**31 - 1
+Parser = Callable[[Any, InputSchema, int], Any]
 
 
-def json_response(content: Any, status: int = 200) -> Response:
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """A JSON response serialised with orjson (numpy arrays and scalars included)."""
     return Response(
         orjson.dumps(content, default=_plain, option=_JSON_OPTIONS),
         status,
+        headers=headers,
         media_type="application/json",
     )
 
@@ -60,61 +78,9 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _error(exc: InputError) -> Response:
-    return json_response(exc.to_dict(), exc.status)
-
-
-class ServedModel:
-    """The model behind the routes: loaded and warmed up in the background."""
-
-    def __init__(self, model_dir: Path, info: dict[str, Any], config: ServingConfig) -> None:
-        self.model_dir = model_dir
-        self.info = info
-        self.config = config
-        self.schema = InputSchema.from_model_dir(model_dir)
-        self.pipeline: Any = None
-        self.binary = False
-        self.ready = threading.Event()
-        self.failure: str | None = None
-        self.identity = {"name": info.get("name"), "version": info.get("version")}
-
-    def load(self) -> None:
-        """Load the pipeline (trusted types only) and predict the input example once."""
-        from tessera.registry.models import RegistryError, load_directory
-
-        try:
-            pipeline = load_directory(self.model_dir, RegistryError)
-            classes = getattr(pipeline, "classes_", None)
-            self.binary = (
-                self.info.get("task") != "regression"
-                and hasattr(pipeline, "predict_proba")
-                and classes is not None
-                and len(classes) == 2
-            )
-            self.pipeline = pipeline
-            example = self.model_dir / "input_example.json"
-            if example.is_file():
-                data = parse_json(example.read_bytes())  # NaN for missing values
-                frame = native_frame(
-                    {"columns": data["columns"], "data": data["data"]}, self.schema, 1 << 30
-                )
-                self.predict(frame, probabilities=self.binary)
-        except Exception as exc:
-            self.failure = f"{type(exc).__name__}: {exc}"
-            print(f"tessera serve: cannot load the model: {self.failure}", file=sys.stderr)
-            return
-        self.ready.set()
-
-    def predict(self, frame: Any, *, probabilities: bool) -> dict[str, Any]:
-        """``{"predictions": ndarray}``, plus ``"probabilities"`` of the positive class."""
-        import numpy as np
-
-        if len(frame) == 0:
-            return {"predictions": [], **({"probabilities": []} if probabilities else {})}
-        out: dict[str, Any] = {"predictions": self.pipeline.predict(frame)}
-        if probabilities:
-            out["probabilities"] = np.ascontiguousarray(self.pipeline.predict_proba(frame)[:, 1])
-        return out
+def error_response(status: int, error_code: str, message: str, **extra: Any) -> Response:
+    """An error in MLflow's shape: ``{"error_code", "message", ...}``."""
+    return json_response({"error_code": error_code, "message": message, **extra}, status)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -136,95 +102,495 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def create_app(model_dir: Path, info: dict[str, Any], config: ServingConfig) -> Starlette:
-    """The serving application for one downloaded (hash-checked) MLflow model directory.
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
 
-    Args:
-        model_dir: the model directory, as :meth:`ModelRegistry.download` returned it.
-        info: the version's :meth:`VersionInfo.to_dict` (name, version, task, ...).
-        config: limits and settings of ``serving.yaml``.
-    """
-    model = ServedModel(Path(model_dir), info, config)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        threading.Thread(target=model.load, name="tessera-model-load", daemon=True).start()
-        yield
+class _Scoring:
+    """The scoring routes of one server: parse, route, predict, account."""
 
-    async def health(request: Request) -> Response:
-        return json_response({"status": "ok"})
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.config = server.config
 
-    async def ready(request: Request) -> Response:
-        if model.ready.is_set():
-            return json_response({"status": "ready", "model": model.identity})
-        if model.failure:
-            return json_response({"status": "failed", "message": model.failure}, 503)
-        return json_response({"status": "loading"}, 503)
+    async def handle(self, request: Request, entry: ModelEntry, native: bool) -> Response:
+        with self.server.metrics.in_flight():
+            return await self._handle(request, entry, native)
 
-    def not_ready() -> Response:
-        message = model.failure or "the model is still loading"
-        return json_response({"error_code": "TEMPORARILY_UNAVAILABLE", "message": message}, 503)
-
-    async def score(
-        request: Request, parse: Callable[[Any, InputSchema, int], Any], native: bool
-    ) -> Response:
-        if not model.ready.is_set():
-            return not_ready()
+    async def _handle(self, request: Request, entry: ModelEntry, native: bool) -> Response:
+        server = self.server
+        route = "predict" if native else "invocations"
+        champion = entry.champion
+        if champion is None:
+            message = entry.failure or "the model is still loading"
+            return error_response(503, "TEMPORARILY_UNAVAILABLE", message)
+        started = time.perf_counter()
+        request_id = _request_id(request)
         try:
             media = _media_type(request)
             if media not in ("application/json", "text/csv", ""):
                 raise UnsupportedMediaType(
                     f"unsupported content type '{media}': use application/json or text/csv"
                 )
-            body = await read_body(request, config.max_body_bytes)
-            if media == "text/csv":
-                frame = csv_frame(body, model.schema, config.max_batch_rows)
-            else:
-                frame = parse(parse_json(body), model.schema, config.max_batch_rows)
-            try:
-                result = await run_in_threadpool(
-                    model.predict, frame, probabilities=native and model.binary
-                )
-            except (ValueError, TypeError, KeyError) as exc:
-                raise InputError(f"the model cannot score this input: {exc}") from exc
+            body = await read_body(request, self.config.max_body_bytes)
+            data = None if media == "text/csv" else parse_json(body)
+            key = request.headers.get("x-tessera-key")
+            if native and isinstance(data, dict) and "key" in data:
+                key = _sticky_key(data["key"])
+            rollout = entry.rollout.current if entry.rollout is not None else None
+            candidate = entry.candidate if rollout is not None else None
+            parse: Parser = native_frame if native else mlflow_frame
+            model, variant = champion, "champion"
+            answer: tuple[Any, Any, Any] | None = None
+            if (
+                candidate is not None
+                and rollout is not None
+                and rollout.strategy != "shadow"
+                and entry.rollout is not None
+                and entry.rollout.route(key, request_id) == "candidate"
+            ):
+                answer = await self._try_candidate(entry, candidate, body, data, parse, route)
+                if answer is not None:
+                    model, variant = candidate, "candidate"
+            if answer is None:  # the champion's answer (also when the candidate failed)
+                frame = self._frame(body, data, parse, champion)
+                answer = (frame, *await self._predict(champion, frame))
+            frame, predictions, probabilities = answer
         except InputError as exc:
-            return _error(exc)
+            self._account(entry, champion, "champion", route, exc.status, started, error=False)
+            return json_response(exc.to_dict(), exc.status)
+        except Exception as exc:
+            self._account(entry, champion, "champion", route, 500, started, error=True)
+            return error_response(
+                500, "INTERNAL_ERROR", f"the model failed: {type(exc).__name__}: {exc}"
+            )
+        seconds = time.perf_counter() - started
+        self._account(entry, model, variant, route, 200, started, error=False, seconds=seconds)
+        self._log(
+            request_id, entry, model, variant, rollout, seconds, frame, predictions, probabilities
+        )
+        server.metrics.predictions(
+            model.name, model.version, variant, model.task, predictions, probabilities
+        )
         if native:
-            result["request_id"] = uuid.uuid4().hex
-            result["model"] = model.identity
-        return json_response(result)
+            content: dict[str, Any] = {"predictions": predictions}
+            if probabilities is not None:
+                content["probabilities"] = probabilities
+            content["request_id"] = request_id
+            content["model"] = {**model.identity, "variant": variant}
+        else:
+            content = {"predictions": predictions}
+        background = None
+        if (
+            candidate is not None
+            and rollout is not None
+            and rollout.strategy == "shadow"
+            and entry.rollout is not None
+            and entry.rollout.mirror(key, request_id)
+        ):
+            background = BackgroundTask(
+                self._shadow, entry, candidate, rollout, request_id, body, data, parse, predictions
+            )
+        response = json_response(content, headers={"x-request-id": request_id})
+        response.background = background
+        return response
+
+    async def _try_candidate(
+        self,
+        entry: ModelEntry,
+        candidate: LoadedModel,
+        body: bytes,
+        data: Any,
+        parse: Parser,
+        route: str,
+    ) -> tuple[Any, Any, Any] | None:
+        """The candidate's frame and answer, or None when it cannot answer: the champion then
+        answers, and a failure of the candidate's model (not of the input) counts against it."""
+        started = time.perf_counter()
+        try:
+            frame = self._frame(body, data, parse, candidate)
+        except InputError:
+            return None
+        try:
+            return (frame, *await self._predict(candidate, frame))
+        except Exception:
+            self._account(entry, candidate, "candidate", route, 500, started, error=True)
+            return None
+
+    def _frame(self, body: bytes, data: Any, parse: Parser, model: LoadedModel) -> Any:
+        if data is None:
+            return csv_frame(body, model.schema, self.config.max_batch_rows)
+        return parse(data, model.schema, self.config.max_batch_rows)
+
+    async def _predict(self, model: LoadedModel, frame: Any) -> tuple[Any, Any]:
+        try:
+            if len(frame) <= INLINE_ROWS:
+                return model.predict(frame)
+            return await run_in_threadpool(model.predict, frame)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InputError(f"the model cannot score this input: {exc}") from exc
+
+    def _account(
+        self,
+        entry: ModelEntry,
+        model: LoadedModel,
+        variant: str,
+        route: str,
+        status: int,
+        started: float,
+        *,
+        error: bool,
+        seconds: float | None = None,
+    ) -> None:
+        seconds = time.perf_counter() - started if seconds is None else seconds
+        self.server.metrics.request(model.name, model.version, variant, route, status, seconds)
+        runtime = entry.rollout
+        if runtime is not None and runtime.current is not None and (error or status < 400):
+            runtime.record(variant, seconds, error)
+
+    def _log(
+        self,
+        request_id: str,
+        entry: ModelEntry,
+        model: LoadedModel,
+        variant: str,
+        rollout: Any,
+        seconds: float,
+        frame: Any,
+        predictions: Any,
+        probabilities: Any,
+    ) -> None:
+        self.server.remember(request_id, model.name, model.version, variant)
+        log = self.server.predictions
+        if log is not None:
+            log.record(
+                request_id=request_id,
+                model=model.name,
+                version=model.version,
+                variant=variant,
+                rollout_id=rollout.id if rollout is not None else None,
+                latency_ms=seconds * 1000.0,
+                frame=frame,
+                predictions=predictions,
+                probabilities=probabilities,
+                time=time.time(),
+            )
+
+    async def _shadow(
+        self,
+        entry: ModelEntry,
+        candidate: LoadedModel,
+        rollout: Any,
+        request_id: str,
+        body: bytes,
+        data: Any,
+        parse: Parser,
+        served: Any,
+    ) -> None:
+        """Score a mirrored request with the candidate; compare, count and log it."""
+        import numpy as np
+
+        started = time.perf_counter()
+        runtime = entry.rollout
+        try:
+            frame = self._frame(body, data, parse, candidate)
+            predictions, probabilities = await run_in_threadpool(candidate.predict, frame)
+        except Exception:
+            seconds = time.perf_counter() - started
+            self.server.metrics.request(
+                candidate.name, candidate.version, "shadow", "shadow", 500, seconds
+            )
+            if runtime is not None:
+                runtime.record("shadow", seconds, True)
+            return
+        seconds = time.perf_counter() - started
+        self.server.metrics.request(
+            candidate.name, candidate.version, "shadow", "shadow", 200, seconds
+        )
+        if runtime is not None:
+            runtime.record("shadow", seconds, False)
+            if len(predictions) == len(served):
+                if candidate.task == "regression":
+                    agree = np.isclose(
+                        np.asarray(predictions, float), np.asarray(served, float), rtol=1e-6
+                    )
+                else:
+                    agree = np.asarray(predictions) == np.asarray(served)
+                for value in np.asarray(agree).tolist():
+                    runtime.record_agreement(bool(value))
+        self._log(
+            request_id,
+            entry,
+            candidate,
+            "shadow",
+            rollout,
+            seconds,
+            frame,
+            predictions,
+            probabilities,
+        )
+
+
+def _sticky_key(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    raise InputError(
+        '"key" must be a string or a number',
+        [{"field": "key", "problem": "expected a string or a number"}],
+    )
+
+
+# --- feedback ----------------------------------------------------------------------------------
+
+
+def feedback_items(data: Any) -> list[tuple[str, int, Any]]:
+    """``(request_id, row, label)`` triples of a ``POST /feedback`` body.
+
+    Accepted: one object ``{"request_id", "label"}`` (row 0) or ``{"request_id", "labels": [...]}``
+    (one per row of the request), optionally with ``"row"``; or ``{"feedback": [objects]}``.
+
+    Raises:
+        InputError: naming every offending item and field.
+    """
+    if isinstance(data, dict) and "feedback" in data:
+        extra = sorted(set(data) - {"feedback"})
+        items = data["feedback"]
+        where = "feedback"
+        if extra or not isinstance(items, list):
+            raise InputError(
+                '"feedback" must be the only key and a list of objects',
+                [{"field": k, "problem": "unexpected key"} for k in extra]
+                or [{"field": "feedback", "problem": "expected a list of objects"}],
+            )
+    elif isinstance(data, dict):
+        items, where = [data], ""
+    else:
+        raise InputError(
+            'expected a JSON object: {"request_id": ..., "label": ...} or {"feedback": [...]}',
+            [{"field": "(body)", "problem": "expected an object"}],
+        )
+    triples: list[tuple[str, int, Any]] = []
+    problems: list[dict[str, str]] = []
+    for i, item in enumerate(items):
+        at = f"{where}[{i}]." if where else ""
+        if not isinstance(item, dict):
+            problems.append({"field": f"{where}[{i}]", "problem": "expected an object"})
+            continue
+        for key in sorted(set(item) - {"request_id", "label", "labels", "row"}):
+            problems.append({"field": at + key, "problem": "unexpected key"})
+        request_id = item.get("request_id")
+        if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+            problems.append(
+                {"field": at + "request_id", "problem": "expected the request_id of a prediction"}
+            )
+            continue
+        if ("label" in item) == ("labels" in item):
+            problems.append(
+                {"field": at + "label", "problem": 'give exactly one of "label", "labels"'}
+            )
+            continue
+        row = item.get("row", 0)
+        if not isinstance(row, int) or isinstance(row, bool) or row < 0:
+            problems.append({"field": at + "row", "problem": "expected a row number >= 0"})
+            continue
+        labels = [item["label"]] if "label" in item else item["labels"]
+        if not isinstance(labels, list) or not labels:
+            problems.append({"field": at + "labels", "problem": "expected a non-empty list"})
+            continue
+        if row + len(labels) - 1 > MAX_ROW:
+            problems.append({"field": at + "row", "problem": f"expected a row number <= {MAX_ROW}"})
+            continue
+        for j, label in enumerate(labels):
+            if not isinstance(label, str | int | float | bool) or (
+                isinstance(label, float) and label != label
+            ):
+                field = at + ("label" if "label" in item else f"labels[{j}]")
+                problems.append({"field": field, "problem": "expected a string, number or boolean"})
+            else:
+                triples.append((request_id, row + j, label))
+    if problems:
+        raise InputError(
+            f"the feedback does not fit ({len(problems)} problem(s))",
+            problems[:100],
+        )
+    return triples
+
+
+# --- the application ---------------------------------------------------------------------------
+
+
+def create_app(
+    root: Path,
+    config: ServingConfig,
+    initial: dict[str, tuple[dict[str, Any], Path]] | None = None,
+) -> Starlette:
+    """The serving application of the project at ``root``.
+
+    Args:
+        root: the project root (its registry, metadata store and prediction log).
+        config: ``serving.yaml``.
+        initial: model name -> (version info, downloaded model directory) already fetched and
+            hash-checked by the command line, so a worker does not fetch them again.
+    """
+    from tessera.serving.admin import admin_routes
+    from tessera.serving.openapi import docs_html, openapi_document
+
+    server = Server(Path(root), config, initial)
+    scoring = _Scoring(server)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        server.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(server.stop)
+
+    async def health(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        models = {
+            name: (e.champion.identity if e.champion else None)
+            for name, e in server.entries.items()
+        }
+        if server.ready:
+            return json_response({"status": "ready", "models": models})
+        failures = {n: e.failure for n, e in server.entries.items() if e.failure}
+        if failures:
+            return json_response({"status": "failed", "failures": failures}, 503)
+        return json_response({"status": "loading", "models": models}, 503)
+
+    async def ping(request: Request) -> Response:  # MLflow's scoring server readiness probe
+        return Response(b"\n", 200 if server.ready else 503, media_type="application/json")
+
+    async def version(request: Request) -> Response:  # as MLflow's scoring server answers it
+        from tessera import __version__
+
+        return Response(__version__, 200, media_type="text/plain")
 
     async def predict(request: Request) -> Response:
-        return await score(request, native_frame, True)
+        return await scoring.handle(request, server.default, True)
 
     async def invocations(request: Request) -> Response:
-        return await score(request, mlflow_frame, False)
+        return await scoring.handle(request, server.default, False)
+
+    def _entry(request: Request) -> ModelEntry | None:
+        return server.entries.get(request.path_params["name"])
+
+    async def model_predict(request: Request) -> Response:
+        entry = _entry(request)
+        if entry is None:
+            return _unknown_model(request, server)
+        return await scoring.handle(request, entry, True)
+
+    async def model_invocations(request: Request) -> Response:
+        entry = _entry(request)
+        if entry is None:
+            return _unknown_model(request, server)
+        return await scoring.handle(request, entry, False)
+
+    async def feedback(request: Request) -> Response:
+        try:
+            if _media_type(request) not in ("application/json", ""):
+                raise UnsupportedMediaType("feedback is JSON: use application/json")
+            items = feedback_items(parse_json(await read_body(request, config.max_body_bytes)))
+        except InputError as exc:
+            return json_response(exc.to_dict(), exc.status)
+        log = server.feedback
+        if log is None:
+            return error_response(
+                409,
+                "FEEDBACK_DISABLED",
+                "feedback needs the prediction log: set prediction_log.enabled in serving.yaml",
+            )
+        if not log.record(items, time.time()):
+            return error_response(
+                503, "TEMPORARILY_UNAVAILABLE", "the feedback log is full; retry later"
+            )
+        counted: dict[tuple[str, str, str], int] = {}
+        for request_id, _, _ in items:
+            who = server.recent.get(request_id, (server.default.name, "unknown", "unknown"))
+            counted[who] = counted.get(who, 0) + 1
+        for (model, version, variant), n in counted.items():
+            server.metrics.feedback(model, version, variant, n)
+        return json_response({"accepted": len(items)}, 202)
+
+    async def metrics(request: Request) -> Response:
+        body, media_type = server.metrics.render()
+        return Response(body, 200, media_type=media_type)
+
+    async def openapi(request: Request) -> Response:
+        return json_response(openapi_document(server))
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(docs_html())
 
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
+            Route("/ping", ping, methods=["GET"]),
+            Route("/version", version, methods=["GET"]),
             Route("/predict", predict, methods=["POST"]),
             Route("/invocations", invocations, methods=["POST"]),
+            Route("/models/{name}/predict", model_predict, methods=["POST"]),
+            Route("/models/{name}/invocations", model_invocations, methods=["POST"]),
+            Route("/feedback", feedback, methods=["POST"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/docs", docs, methods=["GET"]),
+            *admin_routes(server),
         ],
         lifespan=lifespan,
+        exception_handlers={404: _not_found, 405: _not_allowed},
     )
-    app.state.model = model
+    app.state.server = server
     return app
+
+
+def _unknown_model(request: Request, server: Server) -> Response:
+    return error_response(
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        f"no model '{request.path_params['name']}' is served here; served: "
+        + ", ".join(server.entries),
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(404, "ENDPOINT_NOT_FOUND", f"no route {request.url.path}")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return error_response(
+        405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed on {request.url.path}"
+    )
+
+
+__all__ = ["MalformedInput", "create_app", "encode_spec", "from_env", "json_response"]
 
 
 # --- several worker processes ----------------------------------------------------------------
 
 
-def encode_spec(model_dir: Path, info: dict[str, Any], config: ServingConfig) -> str:
+def encode_spec(
+    root: Path, config: ServingConfig, initial: dict[str, tuple[dict[str, Any], Path]]
+) -> str:
     """What :func:`from_env` needs, as the value of the ``TESSERA_SERVE_SPEC`` variable."""
-    spec = {"model_dir": str(model_dir), "info": info, "config": config.model_dump()}
+    spec = {
+        "root": str(root),
+        "config": config.model_dump(),
+        "initial": {name: [info, str(path)] for name, (info, path) in initial.items()},
+    }
     return base64.urlsafe_b64encode(orjson.dumps(spec)).decode()
 
 
 def from_env() -> Starlette:
     """The application of a worker process (uvicorn factory), from ``TESSERA_SERVE_SPEC``."""
     spec = orjson.loads(base64.urlsafe_b64decode(os.environ[ENV_VAR]))
-    return create_app(
-        Path(spec["model_dir"]), spec["info"], ServingConfig.model_validate(spec["config"])
-    )
+    initial = {name: (info, Path(path)) for name, (info, path) in spec["initial"].items()}
+    return create_app(Path(spec["root"]), ServingConfig.model_validate(spec["config"]), initial)

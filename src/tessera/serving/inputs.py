@@ -40,6 +40,7 @@ _TYPE_WORDS = {
     "integer": "integer",
     "string": "string",
     "boolean": "boolean",
+    "datetime": "ISO 8601 date-time",
 }
 
 
@@ -241,6 +242,11 @@ def native_frame(data: Any, schema: InputSchema, max_rows: int) -> pd.DataFrame:
             [{"field": "(body)", "problem": f"expected an object, got {_show(data)}"}],
         )
     extra = sorted(set(data) - {"inputs", "columns", "data", "key"})
+    if not extra:
+        fast = _fast_frame(data.get("inputs"), data.get("columns"), data.get("data"), schema)
+        if fast is not None:
+            _check_rows(len(fast), max_rows)
+            return fast
     if "inputs" in data and not ({"columns", "data"} & set(data)):
         frame = _records(data["inputs"], "inputs", schema, max_rows)
     elif "data" in data and "columns" in data and "inputs" not in data:
@@ -283,6 +289,15 @@ def mlflow_frame(data: Any, schema: InputSchema, max_rows: int) -> pd.DataFrame:
             [{"field": k, "problem": "unexpected key"} for k in extra],
         )
     value = data[key]
+    if not extra:
+        fast = (
+            _fast_frame(None, value.get("columns"), value.get("data"), schema)
+            if key == "dataframe_split" and isinstance(value, dict)
+            else _fast_frame(value, None, None, schema)
+        )
+        if fast is not None:
+            _check_rows(len(fast), max_rows)
+            return fast
     if key == "dataframe_split":
         if not isinstance(value, dict):
             raise InputError(
@@ -317,6 +332,87 @@ def csv_frame(body: bytes, schema: InputSchema, max_rows: int) -> pd.DataFrame:
     _check_rows(len(frame), max_rows)
     frame.attrs["where"] = "rows"
     return validate(frame, schema, text=True)
+
+
+# --- the fast path ---------------------------------------------------------------------------
+
+#: Batches up to this many rows are first tried on the fast path.
+FAST_ROWS = 512
+_FAST_TYPES: dict[str, tuple[type, ...]] = {
+    "double": (float, int),
+    "float": (float, int),
+    "long": (int,),
+    "integer": (int,),
+    "string": (str,),
+    "boolean": (bool,),
+}
+
+
+def _fast_frame(records: Any, columns: Any, rows: Any, schema: InputSchema) -> pd.DataFrame | None:
+    """The table of a small, well-formed request, built straight from the parsed JSON.
+
+    Every value must already be of its column's type exactly (``None`` only as a missing
+    number), records must have exactly the schema's keys, and split rows exactly its columns.
+    Anything else returns None and takes the general path, which names every problem; for
+    what it accepts, both paths give the same table.
+    """
+    import numpy as np
+    import pandas as pd
+
+    spec = schema.columns
+    if not spec or any(c.type not in _FAST_TYPES for c in spec):
+        return None
+    names = schema.names
+    if records is not None:
+        if columns is not None or rows is not None:
+            return None
+        if not isinstance(records, list) or not records or len(records) > FAST_ROWS:
+            return None
+        wanted = set(names)
+        try:
+            if any(r.keys() != wanted for r in records):
+                return None
+        except AttributeError:  # not objects
+            return None
+        table = [[r[n] for n in names] for r in records]
+    else:
+        if columns != names and not (
+            isinstance(columns, list)
+            and all(isinstance(c, str) for c in columns)
+            and sorted(columns) == sorted(names)
+        ):
+            return None
+        if not isinstance(rows, list) or not rows or len(rows) > FAST_ROWS:
+            return None
+        width = len(names)
+        if any(type(r) is not list or len(r) != width for r in rows):
+            return None
+        if columns == names:
+            table = rows
+        else:
+            order = [columns.index(n) for n in names]
+            table = [[r[i] for i in order] for r in rows]
+    arrays: dict[str, Any] = {}
+    for j, column in enumerate(spec):
+        allowed = _FAST_TYPES[column.type]
+        numeric = column.type in ("double", "float")
+        values = [r[j] for r in table]
+        for v in values:
+            kind = type(v)
+            if kind not in allowed and not (numeric and v is None):
+                return None
+        try:
+            arrays[column.name] = (
+                pd.Series(values, dtype=object)  # not pandas' inferred string dtype
+                if column.type == "string"
+                else np.array(values, dtype=_NUMERIC.get(column.type, bool))
+            )
+        except (OverflowError, ValueError):  # an integer beyond 64 bits
+            return None
+    first = spec[0].type
+    if all(c.type == first for c in spec) and first != "string":
+        return pd.DataFrame(np.column_stack(list(arrays.values())), columns=names)
+    return pd.DataFrame(arrays)
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -400,7 +496,17 @@ def _convert(
         ok = _scalar_mask(column, lambda v: isinstance(v, bool | np.bool_))
         if ok.all():
             return column.astype(bool)
-    else:  # a type this server does not convert (datetime, binary, ...): passed as given
+    elif kind == "datetime":
+        if pd.api.types.is_datetime64_any_dtype(dtype):
+            return column
+        ok = _scalar_mask(column, lambda v: v is None or _nan(v) or _parses_datetime(v))
+        if ok.all():
+            try:
+                return pd.to_datetime(column, format="ISO8601")
+            except (ValueError, TypeError, OverflowError) as exc:  # e.g. mixed time zones
+                problems.append({"field": f"{where}.{spec.name}", "problem": str(exc)})
+                return column
+    else:  # a type this server does not convert (binary, arrays, objects): passed as given
         return column
     expected = _TYPE_WORDS.get(kind, kind)
     rows = np.flatnonzero(~ok.to_numpy())
@@ -445,6 +551,19 @@ def _parses_float(v: Any) -> bool:
         return False
     try:
         float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _parses_datetime(v: Any) -> bool:
+    """An ISO 8601 date or time stamp (as JSON and CSV carry datetimes)."""
+    import datetime as dt
+
+    if not isinstance(v, str):
+        return False
+    try:
+        dt.datetime.fromisoformat(v)
     except ValueError:
         return False
     return True

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -115,4 +116,56 @@ model_events = Table(
     Column("details", JSON),  # the numbers behind the decision
     Column("run_id", String(40)),  # the pipeline run, when a stage did it
     Index("ix_model_events_model_at", "model", "at"),
+)
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", String(32), primary_key=True),  # uuid4 hex
+    Column("model", String(255), nullable=False),
+    Column("strategy", String(16), nullable=False),  # ab, canary, shadow
+    Column("state", String(16), nullable=False),  # running, promoted, rolled_back, aborted
+    Column("champion_version", String(32)),
+    Column("candidate_version", String(32), nullable=False),
+    Column("candidate_alias", String(64)),
+    Column("step", Integer, nullable=False),  # canary step, from 0
+    Column("traffic", Float, nullable=False),  # percent to the candidate (shadow: mirrored)
+    Column("step_started", Float, nullable=False),
+    Column("started", Float, nullable=False),
+    Column("ended", Float),
+    Column("config", JSON),  # the RolloutConfig it runs with
+    Column("reason", Text),  # why it ended
+    Column("leader", String(255)),  # the worker judging it
+    Column("lease_until", Float),
+    Index("ix_rollouts_model_state", "model", "state"),
+    # At most one running rollout per model, even when two start at once.
+    Index(
+        "uq_rollouts_running",
+        "model",
+        unique=True,
+        sqlite_where=text("state = 'running'"),
+        postgresql_where=text("state = 'running'"),
+    ),
+)
+
+rollout_stats = Table(
+    "rollout_stats",
+    metadata,
+    Column(
+        "rollout_id",
+        String(32),
+        ForeignKey("rollouts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("worker", String(255), primary_key=True),  # host:pid of the server worker
+    Column("step", Integer, primary_key=True),
+    Column("variant", String(16), primary_key=True),  # champion, candidate, shadow
+    # Cumulative counters of one worker in one step: each worker upserts its own row.
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("latency_counts", JSON, nullable=False),  # per LATENCY_BUCKETS_MS bucket
+    Column("latency_sum", Float, nullable=False),  # seconds
+    Column("compared", BigInteger, nullable=False),  # shadow: predictions compared...
+    Column("agreed", BigInteger, nullable=False),  # ...and equal to the champion's
+    Column("updated", Float, nullable=False),
 )

@@ -10,8 +10,8 @@ records, never on the no-op path.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from tessera.data.errors import DataError, StoreConfigError
 
 #: The newest migration in ``migrations/versions`` (a test keeps the two in step).
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 @dataclass
@@ -157,6 +157,14 @@ class MetadataStore:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A connection in a transaction, committed when the block ends without an exception.
+
+        Raises:
+            DataError: the database refused a statement (the transaction is rolled back).
+        """
+        return self._tx()
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
@@ -496,6 +504,26 @@ def create_fresh(conn: Any) -> None:
     )
     version.create(conn)
     conn.execute(version.insert().values(version_num=HEAD_REVISION))
+
+
+def upsert(conn: Any, table: Any, row: Mapping[str, Any], keys: Sequence[str]) -> None:
+    """Insert ``row`` into ``table``, or update the row with the same ``keys`` columns.
+
+    One atomic statement on SQLite and PostgreSQL (``INSERT ... ON CONFLICT DO UPDATE``, so
+    concurrent writers never collide); an update, then an insert when nothing was updated, on
+    other databases.
+    """
+    values = {k: v for k, v in row.items() if k not in keys}
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        import importlib
+
+        dialect = importlib.import_module(f"sqlalchemy.dialects.{conn.dialect.name}")
+        stmt = dialect.insert(table).values(**row)
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
+        return
+    where = [table.c[k] == row[k] for k in keys]
+    if conn.execute(table.update().where(*where).values(**values)).rowcount == 0:
+        conn.execute(table.insert().values(**row))
 
 
 def migrate(engine: Any) -> None:

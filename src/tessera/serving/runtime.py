@@ -1,0 +1,416 @@
+"""What one server process holds: the loaded model versions, their hot reload, and the rollout,
+metrics and prediction-log machinery around them.
+
+Each served model (a ``models:`` entry of ``serving.yaml``) is a :class:`ModelEntry` with a
+champion and, while a rollout runs, a candidate :class:`LoadedModel`. Requests read those two
+attributes once and use what they got, so replacing one is a single reference assignment: an
+atomic swap that never disturbs a request in flight.
+
+One control thread per process (:class:`Server`) does the slow work off the request path:
+
+- every ``rollout.tick_seconds``: each model's :class:`~tessera.serving.rollout.RolloutRuntime`
+  shares this process's statistics through the metadata store, refreshes the running rollout,
+  and judges it when this process holds the lease; the candidate version is loaded when a
+  rollout starts and dropped when it ends;
+- every ``reload_seconds``: the registry alias of each model is resolved; when it moved, the new
+  version is downloaded, hash-checked, loaded and warmed up on a loader thread, then swapped in;
+- every ``QUALITY_SECONDS``: online quality per version and variant, from the prediction log
+  joined to feedback, is published as a metric.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tessera.serving.inputs import InputSchema, native_frame, parse_json
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from tessera.registry.models import ModelRegistry
+    from tessera.serving.config import ServedModel, ServingConfig
+    from tessera.serving.metrics import ServingMetrics
+    from tessera.serving.predlog import FeedbackLog, PredictionLog
+    from tessera.serving.rollout import RolloutRuntime
+
+#: Seconds between two online-quality refreshes.
+QUALITY_SECONDS = 30.0
+#: Request ids remembered per process to attribute feedback in the metrics.
+RECENT_REQUESTS = 100_000
+
+#: Final estimators whose ``predict`` is the class of the highest ``predict_proba``; for them the
+#: labels are derived from the probabilities instead of running the model twice.
+_ARGMAX_ESTIMATORS = frozenset(
+    {
+        "LogisticRegression",
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "DecisionTreeClassifier",
+        "GradientBoostingClassifier",
+        "HistGradientBoostingClassifier",
+        "LGBMClassifier",
+        "GaussianNB",
+    }
+)
+
+
+def worker_id() -> str:
+    """This process among the server's workers and replicas: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _log(message: str) -> None:
+    print(f"tessera serve [{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+
+
+class LoadedModel:
+    """One registered model version, loaded (trusted types only) and warmed up.
+
+    Attributes:
+        name, version: the registered model version.
+        task: ``classification`` or ``regression`` (from the registry's tags).
+        schema: its input columns, from the MLflow signature.
+        binary: a classifier of two classes: probabilities of the second are returned.
+    """
+
+    def __init__(self, model_dir: Path, info: dict[str, Any]) -> None:
+        from tessera.registry.models import RegistryError, load_directory
+
+        self.model_dir = model_dir
+        self.info = info
+        self.name = str(info.get("name"))
+        self.version = str(info.get("version"))
+        self.task = str(info.get("task") or "classification")
+        self.classes = info.get("classes")
+        self.identity = {"name": self.name, "version": self.version}
+        self.schema = InputSchema.from_model_dir(model_dir)
+        self.pipeline = load_directory(model_dir, RegistryError)
+        classes = getattr(self.pipeline, "classes_", None)
+        self.binary = (
+            self.task != "regression"
+            and hasattr(self.pipeline, "predict_proba")
+            and classes is not None
+            and len(classes) == 2
+        )
+        final = self.pipeline.steps[-1][1] if hasattr(self.pipeline, "steps") else self.pipeline
+        self._argmax = self.binary and type(final).__name__ in _ARGMAX_ESTIMATORS
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Predict the MLmodel's input example, checking the argmax shortcut on it."""
+        import numpy as np
+
+        example = self.model_dir / "input_example.json"
+        if not example.is_file():
+            return
+        data = parse_json(example.read_bytes())  # NaN for missing values
+        frame = native_frame(
+            {"columns": data["columns"], "data": data["data"]}, self.schema, 1 << 30
+        )
+        predictions, _ = self.predict(frame)
+        if self._argmax and not np.array_equal(predictions, self.pipeline.predict(frame)):
+            self._argmax = False
+
+    def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predictions and, for a binary classifier, the probabilities of its second class."""
+        import numpy as np
+
+        if len(frame) == 0:
+            return np.empty(0), (np.empty(0) if self.binary else None)
+        if not self.binary:
+            return np.asarray(self.pipeline.predict(frame)), None
+        proba = self.pipeline.predict_proba(frame)
+        if self._argmax:
+            predictions = self.pipeline.classes_[proba.argmax(axis=1)]
+        else:
+            predictions = np.asarray(self.pipeline.predict(frame))
+        return predictions, np.ascontiguousarray(proba[:, 1])
+
+
+class ModelEntry:
+    """A served model: its champion, the candidate of a running rollout, and their loading.
+
+    Attributes:
+        champion: the version the alias points to (None until the first load finished).
+        candidate: the running rollout's candidate version, once loaded.
+        rollout: the model's rollout runtime (None when rollouts are unavailable).
+    """
+
+    def __init__(self, spec: ServedModel, server: Server) -> None:
+        self.name = spec.name
+        self.alias = spec.alias
+        self.server = server
+        self.champion: LoadedModel | None = None
+        self.candidate: LoadedModel | None = None
+        self.rollout: RolloutRuntime | None = None
+        self.failure: str | None = None
+        self._loading: set[str] = set()
+
+    # -- loading ------------------------------------------------------------------------
+    def install(self, version: str, *, as_candidate: bool) -> None:
+        """Load ``version`` on the loader thread, then make it the champion or the candidate."""
+        if version in self._loading:
+            return
+        self._loading.add(version)
+        self.server.loader.submit(self._install, version, as_candidate)
+
+    def _install(self, version: str, as_candidate: bool) -> None:
+        try:
+            model = self.server.load_version(self.name, version)
+        except Exception as exc:
+            message = f"cannot load {self.name}/{version}: {type(exc).__name__}: {exc}"
+            _log(message + ("" if self.champion is None else "; still serving the old version"))
+            if self.champion is None and not as_candidate:
+                self.failure = message
+            return
+        finally:
+            self._loading.discard(version)
+        if as_candidate:
+            current = self.rollout.current if self.rollout else None
+            if current is not None and str(current.candidate_version) == version:
+                self.candidate = model
+        else:
+            previous = self.champion
+            self.champion = model
+            self.failure = None
+            self.server.metrics.model_info(self.name, version, self.alias)
+            if previous is not None:
+                was = previous.version
+                _log(f"{self.name}@{self.alias} now serves version {version} (was {was})")
+
+    def refresh_alias(self) -> None:
+        """Swap in the version the alias points to now, when it moved."""
+        version = self.server.registry.alias(self.name, self.alias)
+        if version is None or (self.champion is not None and self.champion.version == version):
+            return
+        candidate = self.candidate
+        if candidate is not None and candidate.version == version:  # a promoted candidate
+            self.champion = candidate
+            self.server.metrics.model_info(self.name, version, self.alias)
+            _log(f"{self.name}@{self.alias} now serves version {version} (promoted)")
+            return
+        self.install(version, as_candidate=False)
+
+    def sync_rollout(self) -> bool:
+        """Follow the running rollout: load its candidate, or drop it when the rollout ended.
+
+        Returns:
+            True when a rollout ended since the last call (the alias may have moved).
+        """
+        current = self.rollout.current if self.rollout else None
+        if current is None:
+            ended = self.candidate is not None
+            if ended:
+                self.refresh_alias()  # a promotion: the candidate becomes the champion now
+                self.candidate = None
+            return ended
+        version = str(current.candidate_version)
+        if self.candidate is None or self.candidate.version != version:
+            self.candidate = None
+            self.install(version, as_candidate=True)
+        return False
+
+
+class Server:
+    """Everything one server process holds besides the routes.
+
+    Args:
+        root: the project root (registry, metadata store, prediction log).
+        config: ``serving.yaml``.
+        initial: model name -> (version info, downloaded and hash-checked model directory) for
+            the versions the command line already fetched; others are fetched here.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        config: ServingConfig,
+        initial: dict[str, tuple[dict[str, Any], Path]] | None = None,
+    ) -> None:
+        from tessera.serving.metrics import ServingMetrics
+
+        self.root = root
+        self.config = config
+        self.initial = dict(initial or {})
+        self.worker = worker_id()
+        self.metrics: ServingMetrics = ServingMetrics()
+        self.entries = {m.name: ModelEntry(m, self) for m in config.models}
+        self.default = self.entries[config.models[0].name]
+        self.loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tessera-load")
+        self.log_dir = root / config.prediction_log.dir
+        self.predictions: PredictionLog | None = None
+        self.feedback: FeedbackLog | None = None
+        self.recent: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
+        self._registry: ModelRegistry | None = None
+        self._downloads = tempfile.TemporaryDirectory(prefix="tessera-models-")
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def registry(self) -> ModelRegistry:
+        if self._registry is None:
+            from tessera.registry.models import project_registry
+
+            self._registry = project_registry(self.root)
+        return self._registry
+
+    @property
+    def ready(self) -> bool:
+        """Every served model has its champion loaded and warmed up."""
+        return all(e.champion is not None for e in self.entries.values())
+
+    def load_version(self, name: str, version: str) -> LoadedModel:
+        """Download (hash-checked), load and warm up one version (on the loader thread)."""
+        if name in self.initial and str(self.initial[name][0].get("version")) == version:
+            info, model_dir = self.initial.pop(name)
+            return LoadedModel(model_dir, info)
+        target = Path(self._downloads.name) / f"{name}-{version}-{time.monotonic_ns()}"
+        info_obj, model_dir = self.registry.download(f"{name}/{version}", target)
+        return LoadedModel(model_dir, info_obj.to_dict())
+
+    # -- life cycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the logs, load the champions in the background, start the control thread."""
+        from tessera.serving.predlog import FeedbackLog, PredictionLog
+
+        log = self.config.prediction_log
+        if log.enabled:
+            options: dict[str, Any] = {
+                "flush_rows": log.flush_rows,
+                "flush_seconds": log.flush_seconds,
+                "max_pending_rows": log.max_pending_rows,
+                "worker": self.worker,
+            }
+            self.predictions = PredictionLog(
+                self.log_dir,
+                on_written=lambda n: self.metrics.log_rows("predictions", written=n),
+                on_dropped=lambda n: self.metrics.log_rows("predictions", dropped=n),
+                **options,
+            )
+            self.feedback = FeedbackLog(
+                self.log_dir,
+                on_written=lambda n: self.metrics.log_rows("feedback", written=n),
+                on_dropped=lambda n: self.metrics.log_rows("feedback", dropped=n),
+                **options,
+            )
+            self.predictions.start()
+            self.feedback.start()
+        self._thread = threading.Thread(target=self._control, name="tessera-control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the control thread and flush the logs (a graceful shutdown loses nothing)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        self.loader.shutdown(wait=False, cancel_futures=True)
+        for log in (self.predictions, self.feedback):
+            if log is not None:
+                log.close()
+        self._downloads.cleanup()
+
+    def wake(self) -> None:
+        """Run the control loop now (an admin reload, a rollout started through the API)."""
+        self._wake.set()
+
+    # -- the control thread ---------------------------------------------------------------
+    def _control(self) -> None:
+        for name, entry in self.entries.items():
+            info = self.initial.get(name)
+            if info is not None:
+                entry.install(str(info[0].get("version")), as_candidate=False)
+        try:
+            self._setup_rollouts()
+        except Exception as exc:
+            _log(f"rollouts are unavailable: {type(exc).__name__}: {exc}")
+        tick = self.config.rollout.tick_seconds
+        next_reload = next_quality = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            woken = self._wake.is_set()
+            self._wake.clear()
+            ended = False
+            for entry in self.entries.values():
+                if entry.rollout is not None:
+                    entry.rollout.tick()
+                    self._publish_rollout(entry)
+                try:
+                    ended = entry.sync_rollout() or ended
+                except Exception as exc:
+                    _log(f"cannot follow the rollout of {entry.name}: {exc}")
+            if woken or ended or now >= next_reload:
+                next_reload = now + self.config.reload_seconds
+                for entry in self.entries.values():
+                    try:
+                        entry.refresh_alias()
+                    except Exception as exc:
+                        _log(f"cannot check {entry.name}@{entry.alias}: {exc}")
+            if now >= next_quality and self.predictions is not None and self.ready:
+                next_quality = now + QUALITY_SECONDS
+                self._publish_quality()
+            self._wake.wait(tick)
+
+    def _setup_rollouts(self) -> None:
+        from tessera.serving.rollout import RolloutRuntime
+
+        for entry in self.entries.values():
+            entry.rollout = RolloutRuntime(
+                self.registry.records,
+                self.registry,
+                entry.name,
+                self.config.rollout,
+                worker=self.worker,
+                log_dir=self.log_dir if self.predictions is not None else None,
+            )
+
+    def _publish_rollout(self, entry: ModelEntry) -> None:
+        current = entry.rollout.current if entry.rollout else None
+        if current is None:
+            self.metrics.rollout(entry.name, None, "none", 0, 0.0)
+        else:
+            self.metrics.rollout(
+                entry.name, current.strategy, current.state, current.step, current.traffic
+            )
+
+    def _publish_quality(self) -> None:
+        from tessera.serving.predlog import online_quality
+
+        for entry in self.entries.values():
+            champion = entry.champion
+            if champion is None:
+                continue
+            metric = "rmse" if champion.task == "regression" else "accuracy"
+            try:
+                quality = online_quality(
+                    self.log_dir,
+                    entry.name,
+                    task=champion.task,
+                    classes=champion.classes,
+                    metric=metric,
+                    since=time.time() - 86_400,
+                )
+            except Exception as exc:
+                _log(f"cannot compute the online quality of {entry.name}: {exc}")
+                continue
+            for (version, variant), stats in quality.items():
+                self.metrics.quality(entry.name, version, variant, metric, stats.value)
+
+    # -- feedback attribution -------------------------------------------------------------
+    def remember(self, request_id: str, model: str, version: str, variant: str) -> None:
+        """Remember who answered a request, to attribute its feedback in the metrics."""
+        recent = self.recent
+        recent[request_id] = (model, version, variant)
+        if len(recent) > RECENT_REQUESTS:
+            recent.popitem(last=False)
