@@ -112,13 +112,20 @@ def test_missing_and_unexpected_columns() -> None:
     }
 
 
-def test_nulls_are_missing_numbers_but_not_integers() -> None:
+def test_nulls_are_missing_numbers_integers_included() -> None:
+    """A missing integer is NaN in a float column (what the model saw in training), while a
+    missing string or boolean is still refused."""
     rows = [dict(ROWS[0], charges=None), dict(ROWS[1], tenure=None)]
+    frame = native_frame({"inputs": rows}, SCHEMA, 100)
+    assert frame["charges"].isna().tolist() == [True, False]
+    assert str(frame["tenure"].dtype) == "float64"
+    assert frame["tenure"].isna().tolist() == [False, True]
+    assert str(native_frame({"inputs": ROWS}, SCHEMA, 100)["tenure"].dtype) == "int64"
+    text = csv_frame(b"tenure,charges,plan,active\n,1.5,x,true\n", SCHEMA, 10)
+    assert text["tenure"].isna().all()
     with pytest.raises(InputError) as caught:
-        native_frame({"inputs": rows}, SCHEMA, 100)
-    assert [p["field"] for p in caught.value.problems] == ["inputs[1].tenure"]
-    frame = native_frame({"inputs": [dict(ROWS[0], charges=None)]}, SCHEMA, 100)
-    assert frame["charges"].isna().all()
+        native_frame({"inputs": [dict(ROWS[0], active=None)]}, SCHEMA, 100)
+    assert [p["field"] for p in caught.value.problems] == ["inputs[0].active"]
 
 
 def test_csv_bad_values_and_malformed_bodies() -> None:

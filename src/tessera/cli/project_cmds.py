@@ -68,7 +68,7 @@ def demo(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, metavar="N", help="Stages to run at once."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Scaffold the churn example (if needed) and run the whole pipeline on it."""
+    """Scaffold the churn example, run its pipeline, serve the model, canary a challenger."""
     from tessera.cli.pipeline_cmds import execute, report
     from tessera.cli.progress import RunView
     from tessera.config.project import PROJECT_FILE, chdir
@@ -90,11 +90,18 @@ def demo(
     summary = execute(ws, make_executor("local", jobs), view, command="tessera demo")
     info = demo_summary(ws, summary.outputs)
     model = model_summary(ws, summary.outputs)
-    if as_json:
-        emit_json({**summary.to_dict(), "tables": info, "model": model})
-    else:
+    if not as_json:
         report(summary, ["run"], ws.store)
-        print_summary(directory, info, model)
+        print_summary(directory, info, model, next_steps=summary.status != "success")
+    serving: dict[str, Any] | None = None
+    if summary.status == "success" and model is not None:
+        from tessera.cli.demo_serving import serving_demo
+
+        serving = serving_demo(ws, summary.outputs, model, jobs=jobs, quiet=as_json)
+    if as_json:
+        emit_json({**summary.to_dict(), "tables": info, "model": model, "serving": serving})
+    elif summary.status == "success":
+        print_next_steps(directory, model)
     if summary.status != "success":
         raise typer.Exit(1)
 
@@ -169,8 +176,13 @@ def model_summary(ws: object, outputs: dict[str, dict[str, str]]) -> dict[str, A
 
 
 def print_summary(
-    directory: Path, tables: list[dict[str, object]], model: dict[str, Any] | None = None
+    directory: Path,
+    tables: list[dict[str, object]],
+    model: dict[str, Any] | None = None,
+    *,
+    next_steps: bool = True,
 ) -> None:
+    """The run's final tables and its registered model (then what to try next)."""
     console.print()
     console.print("[bold]Results[/]")
     for t in tables:
@@ -191,6 +203,12 @@ def print_summary(
                 ci = f" [{s['ci_low']:.3f}, {s['ci_high']:.3f}] (95% bootstrap)"
             console.print(f"  {s['split']} {s['metric']}: {s['value']:.3f}{ci}")
         console.print(f"  MLflow run {model['run_id']}")
+    if next_steps:
+        print_next_steps(directory, model)
+
+
+def print_next_steps(directory: Path, model: dict[str, Any] | None) -> None:
+    """Commands worth trying in the demo project."""
     console.print()
     tessera = command_name()
     console.print("Try next:")
@@ -204,10 +222,11 @@ def print_summary(
         console.print(f"  {tessera} run -o scores.bootstrap.samples=1000  # re-runs the evaluation")
     console.print(f"  {tessera} dag --format mermaid        # the pipeline as a diagram")
     if model is not None:
-        console.print(f"  {tessera} models show {model['name']}           # versions, audit trail")
-        console.print(
-            f"  {tessera} lineage {model['name']}@champion      # model -> data -> commit"
-        )
+        name = model["name"]
+        console.print(f"  {tessera} models show {name}           # versions, audit trail")
+        console.print(f"  {tessera} lineage {name}@champion      # model -> data -> commit")
+        console.print(f"  {tessera} rollout status {name}        # the canary, its decisions")
+        console.print(f"  {tessera} serve                       # the champion on port 8080")
         uri = model["tracking_uri"]
         if uri.startswith("sqlite:"):
             console.print(f"  {sibling('mlflow')} ui --backend-store-uri {uri}")

@@ -477,15 +477,25 @@ def _convert(
     elif kind in ("long", "integer"):
         if pd.api.types.is_integer_dtype(dtype):
             return column.astype(_NUMERIC[kind])
+        # A missing value (null, NaN, an empty CSV field) is kept as NaN, in a float column: an
+        # integer feature with gaps was a float column in training, and the model's imputer
+        # fills it. MLflow's own scoring refuses such rows.
         if pd.api.types.is_float_dtype(dtype):
             values = column.to_numpy()
-            ok = pd.Series(np.isfinite(values) & (values == np.round(values)), index=column.index)
+            missing = np.isnan(values)
+            ok = pd.Series(
+                missing | (np.isfinite(values) & (values == np.round(values))), index=column.index
+            )
             if ok.all():
-                return column.astype(_NUMERIC[kind])
+                return column if missing.any() else column.astype(_NUMERIC[kind])
         else:
-            ok = _scalar_mask(column, lambda v: _is_integral(v) or (text and _parses_int(v)))
+            ok = _scalar_mask(
+                column,
+                lambda v: v is None or _nan(v) or _is_integral(v) or (text and _parses_int(v)),
+            )
             if ok.all():
-                return pd.to_numeric(column).astype(_NUMERIC[kind])
+                numbers = pd.to_numeric(column)
+                return numbers if numbers.isna().any() else numbers.astype(_NUMERIC[kind])
     elif kind == "string":
         if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
             return column.astype(object)
