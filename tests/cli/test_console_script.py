@@ -75,24 +75,6 @@ def test_init_empty_project_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_runs_the_churn_example(tmp_path: Path) -> None:
-    proc = run("demo", "--dir", "d", "--json", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
-    assert len(data["stages"]) >= 10
-    assert {s["status"] for s in data["stages"]} == {"done"}
-    tables = {t["output"]: t for t in data["tables"]}
-    assert tables["train"]["rows"] + tables["test"]["rows"] == 5000
-    assert (tmp_path / "d" / "data" / "features" / "train.parquet").is_file()
-    again = run("demo", "--dir", "d", cwd=tmp_path)
-    assert again.returncode == 0
-    assert "Nothing to run" in again.stdout
-    assert "split.train: 4,000 rows" in again.stdout
-    # The "Try next" commands name an executable that exists (tessera may not be on PATH).
-    hint = next(line.split()[0] for line in again.stdout.splitlines() if " status " in line)
-    assert hint == "tessera" or Path(hint).is_file()
-
-
 def test_json_errors_are_json(project: Project) -> None:
     proc = run("run", "-o", "nosuch.x=1", "--json", cwd=project.root)
     assert proc.returncode == 2
