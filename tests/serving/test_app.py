@@ -252,3 +252,46 @@ def test_serve_refuses_what_it_cannot_serve_safely(tmp_path: Path, tessera) -> N
     skops_file.write_bytes(bytes(data))
     tampered = tessera("serve", "--port", "0", cwd=project.root)
     assert tampered.code == 1 and "refusing to load it" in tampered.err
+
+
+def test_concurrent_requests_are_scored_in_batches_with_the_same_answers(
+    served: dict[str, Any],
+) -> None:
+    """Micro-batching: concurrent small requests share model calls, every request gets exactly
+    its own rows' answers, and a request the model cannot score fails alone."""
+    import asyncio
+
+    from tessera.serving.runtime import LoadedModel
+
+    model = LoadedModel(served["model_dir"], served["info"])
+    frame = served["frame"]
+    calls: list[int] = []
+    real = model.predict
+
+    def counted(batch: Any) -> Any:
+        calls.append(len(batch))
+        if batch["mean_radius"].lt(0).any():
+            raise ValueError("negative radius")
+        return real(batch)
+
+    model.predict = counted  # type: ignore[method-assign]
+    bad = frame.head(1).assign(mean_radius=-1.0)
+
+    async def main(extra: list[Any]) -> list[Any]:
+        requests = [*(frame.iloc[i : i + 1] for i in range(len(frame))), *extra]
+        return await asyncio.gather(
+            *(model.batcher.predict(r) for r in requests), return_exceptions=True
+        )
+
+    expected = served["pipeline"].predict(frame)
+    for extra in ([], [bad]):
+        calls.clear()
+        results = asyncio.run(main(extra))
+        for i, (predictions, probabilities) in enumerate(results[: len(frame)]):
+            assert predictions.tolist() == [expected[i]]
+            assert len(probabilities) == 1
+        if extra:  # the batch failed: each request alone, and only the bad one fails
+            assert isinstance(results[-1], ValueError)
+            assert calls[1:] == [1] * (len(frame) + 1)
+        else:
+            assert len(calls) < len(frame) and max(calls) > 1  # batched

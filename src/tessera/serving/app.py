@@ -16,6 +16,7 @@ updated in memory on the way out; the writing happens on other threads.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -50,9 +51,9 @@ from tessera.serving.runtime import LoadedModel, ModelEntry, Server
 
 ENV_VAR = "TESSERA_SERVE_SPEC"
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-#: Requests with more rows than this are scored on a worker thread; smaller ones inline, which
-#: is faster than a thread hop and blocks the event loop for well under a millisecond.
-INLINE_ROWS = 64
+#: Requests up to this many rows are scored in micro-batches with concurrent ones (a model's
+#: scoring thread); larger ones on the thread pool, alone.
+BATCHED_ROWS = 64
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 #: The highest row number of a prediction (the log's ``row`` column is int32).
 MAX_ROW = 2**31 - 1
@@ -214,6 +215,17 @@ class _Scoring:
             return None
         try:
             return (frame, *await self._predict(candidate, frame))
+        except InputError:
+            # The input's fault when the champion cannot score it either (the client gets the
+            # champion's 422); only otherwise a failure of the candidate.
+            champion = entry.champion
+            try:
+                if champion is not None:
+                    await self._predict(champion, self._frame(body, data, parse, champion))
+            except InputError:
+                return None
+            self._account(entry, candidate, "candidate", route, 500, started, error=True)
+            return None
         except Exception:
             self._account(entry, candidate, "candidate", route, 500, started, error=True)
             return None
@@ -225,8 +237,8 @@ class _Scoring:
 
     async def _predict(self, model: LoadedModel, frame: Any) -> tuple[Any, Any]:
         try:
-            if len(frame) <= INLINE_ROWS:
-                return model.predict(frame)
+            if len(frame) <= BATCHED_ROWS:
+                return await model.batcher.predict(frame)
             return await run_in_threadpool(model.predict, frame)
         except (ValueError, TypeError, KeyError) as exc:
             raise InputError(f"the model cannot score this input: {exc}") from exc
@@ -426,6 +438,8 @@ def create_app(
     root: Path,
     config: ServingConfig,
     initial: dict[str, tuple[dict[str, Any], Path]] | None = None,
+    *,
+    wait_loaded: bool = False,
 ) -> Starlette:
     """The serving application of the project at ``root``.
 
@@ -434,6 +448,9 @@ def create_app(
         config: ``serving.yaml``.
         initial: model name -> (version info, downloaded model directory) already fetched and
             hash-checked by the command line, so a worker does not fetch them again.
+        wait_loaded: finish starting up (and so take connections) only once every model is
+            loaded or failed: one of several workers sharing a socket, which must not answer
+            503 while a sibling is ready (at start, or after a worker was replaced).
     """
     from tessera.serving.admin import admin_routes
     from tessera.serving.openapi import docs_html, openapi_document
@@ -445,6 +462,10 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         server.start()
         try:
+            while wait_loaded and not (
+                server.ready or any(e.failure for e in server.entries.values())
+            ):
+                await asyncio.sleep(0.02)
             yield
         finally:
             await run_in_threadpool(server.stop)
@@ -593,4 +614,5 @@ def from_env() -> Starlette:
     """The application of a worker process (uvicorn factory), from ``TESSERA_SERVE_SPEC``."""
     spec = orjson.loads(base64.urlsafe_b64decode(os.environ[ENV_VAR]))
     initial = {name: (info, Path(path)) for name, (info, path) in spec["initial"].items()}
-    return create_app(Path(spec["root"]), ServingConfig.model_validate(spec["config"]), initial)
+    config = ServingConfig.model_validate(spec["config"])
+    return create_app(Path(spec["root"]), config, initial, wait_loaded=True)
