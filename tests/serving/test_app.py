@@ -295,3 +295,17 @@ def test_concurrent_requests_are_scored_in_batches_with_the_same_answers(
             assert calls[1:] == [1] * (len(frame) + 1)
         else:
             assert len(calls) < len(frame) and max(calls) > 1  # batched
+
+
+def test_loading_a_model_leaves_mlflows_environment_variables_alone(
+    served: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's set_tracking_uri writes MLFLOW_TRACKING_URI: left behind, every process started
+    afterwards (a server, `mlflow models serve`) would open another, empty store."""
+    from tessera.registry.models import project_registry
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    project_registry(served["root"]).load("cancer@champion")
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ

@@ -314,6 +314,10 @@ class Tracker:
 
         self.client  # noqa: B018  (checks the server, creates the store)
         before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        # set_*_uri also write MLFLOW_*_URI into os.environ: restore those exactly, or every
+        # process started afterwards (a server, `mlflow models serve`) inherits the defaults
+        # MLflow resolved here, relative to this working directory.
+        environ = {name: os.environ.get(name) for name in _URI_VARIABLES}
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_registry_uri(self.uri)
         try:
@@ -321,6 +325,14 @@ class Tracker:
         finally:
             mlflow.set_tracking_uri(before[0])
             mlflow.set_registry_uri(before[1])
+            for name, value in environ.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def _param_text(value: Any) -> str:
