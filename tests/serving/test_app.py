@@ -309,3 +309,21 @@ def test_loading_a_model_leaves_mlflows_environment_variables_alone(
     project_registry(served["root"]).load("cancer@champion")
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert "MLFLOW_REGISTRY_URI" not in os.environ
+
+
+def test_scikit_learns_thread_race_warning_is_dropped_and_no_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import warnings
+
+    from tessera.serving.runtime import quiet_sklearn_thread_warning
+
+    shown: list[str] = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *_: shown.append(str(message)))
+    quiet_sklearn_thread_warning()
+    quiet_sklearn_thread_warning()  # once is enough: not wrapped twice
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("`sklearn.utils.parallel.delayed` should be used with", stacklevel=1)
+        warnings.warn("something that matters", stacklevel=1)
+    assert shown == ["something that matters"]

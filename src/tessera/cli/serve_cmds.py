@@ -92,6 +92,10 @@ def serve(
             "loop": "uvloop",
             "log_level": "warning",
             "timeout_graceful_shutdown": 30,
+            # uvicorn replaces a worker that misses its health ping for this long, losing its
+            # requests in flight: 5 s (the default) is too short for a worker busy loading a
+            # model on a loaded machine
+            "timeout_worker_healthcheck": 60,
         }
         for stop in (signal.SIGTERM, signal.SIGINT):  # uvicorn re-raises them once shut down
             signal.signal(stop, _stopped)
