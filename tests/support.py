@@ -246,6 +246,40 @@ class ServerThread:
         wait_ready(self.get, timeout)
 
 
+def serving_app(root: Path, **overrides: Any) -> ServerThread:
+    """``tessera serve``'s app for the project at ``root`` in a thread, with fast ticks, reloads
+    and log flushes, and the admin API open to loopback; ``overrides`` merge into sections."""
+    from tessera.serving.app import create_app
+    from tessera.serving.config import ServingConfig
+
+    config: dict[str, Any] = {
+        "models": [{"name": "cancer"}],
+        "reload_seconds": 0.3,
+        "rollout": {"tick_seconds": 0.2},
+        "prediction_log": {"flush_seconds": 0.2},
+        "admin": {"allow_localhost": True},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return ServerThread(create_app(root, ServingConfig.model_validate(config)))
+
+
+def until(check: Any, timeout: float = 30, what: str = "") -> Any:
+    """Poll ``check()`` until it returns something true, and return that."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or check}")
+
+
 def wait_ready(get: Any, timeout: float = 60) -> None:
     """Poll ``/ready`` until it answers 200."""
     import time

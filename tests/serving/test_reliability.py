@@ -17,14 +17,21 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 
-from support import ServerThread, cancer_project, free_port, required_tool, wait_ready
+from support import (
+    cancer_project,
+    free_port,
+    required_tool,
+    serving_app,
+    until,
+    wait_ready,
+)
 
 #: The load: seconds of /predict at this many connections, then a quiet tail (slow /health
 #: requests only) long enough for every /predict in flight to be answered before wrk stops.
@@ -82,35 +89,6 @@ def _reset(project: dict[str, Any]) -> None:
     for log in ("predictions", "load-log"):
         shutil.rmtree(project["root"] / ".tessera" / log, ignore_errors=True)
     (project["root"] / "serving.yaml").unlink(missing_ok=True)
-
-
-def _server(root: Path, **overrides: Any) -> ServerThread:
-    from tessera.serving.app import create_app
-    from tessera.serving.config import ServingConfig
-
-    config: dict[str, Any] = {
-        "models": [{"name": "cancer"}],
-        "reload_seconds": 0.3,
-        "rollout": {"tick_seconds": 0.2},
-        "prediction_log": {"flush_seconds": 0.2},
-        "admin": {"allow_localhost": True},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    return ServerThread(create_app(root, ServingConfig.model_validate(config)))
-
-
-def _until(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 # --- load ----------------------------------------------------------------------------------------
@@ -320,7 +298,7 @@ def test_a_minute_of_load_on_two_workers_no_error_flat_memory_nothing_lost(
     try:
         session = requests.Session()
         wait_ready(lambda path: session.get(url + path, timeout=10), timeout=240)
-        workers = _until(lambda: w if len(w := _workers(server.pid)) == 2 else None, 60)
+        workers = until(lambda: w if len(w := _workers(server.pid)) == 2 else None, 60)
         # Both variants answer before the load starts (each worker loads the candidate when it
         # sees the rollout, within a tick of starting).
         warm_up, variants = 0, set()
@@ -438,7 +416,7 @@ def test_fuzzed_from_its_own_openapi_document_without_a_server_error(
     failures: list[str] = []
     statuses: dict[str, Counter[int]] = {}
     with_body: set[str] = set()  # operations with a request body
-    with _server(fresh["root"], admin={"allow_localhost": False}) as client:
+    with serving_app(fresh["root"], admin={"allow_localhost": False}) as client:
         client.wait_ready()
         schema = schemathesis.openapi.from_url(client.url + "/openapi.json", config=config)
         session = requests.Session()
@@ -643,14 +621,14 @@ def _slow_canary(project: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> _S
         status = rollout_status(registry.records, registry, "cancer", log_dir=None)
         return str(status["rollout"]["state"])
 
-    with _server(project["root"], rollout={"canary": SLOW_CANARY}) as client:
+    with serving_app(project["root"], rollout={"canary": SLOW_CANARY}) as client:
         client.wait_ready()
         answer = client.post("/admin/rollout/start", json={"strategy": "canary", "reason": "t"})
         assert answer.status_code == 201, answer.text
         with _TimedLoad(client.url, project["records"]) as load:
-            _until(lambda: state() != "running", 180, "the end of the canary")
+            until(lambda: state() != "running", 180, "the end of the canary")
             ended = time.monotonic()
-            _until(lambda: sum(a.sent > ended + 1 for a in load.answers) >= 50, 60, "traffic")
+            until(lambda: sum(a.sent > ended + 1 for a in load.answers) >= 50, 60, "traffic")
     return _SlowCanary(answer.json()["id"], ended, state(), load.answers)
 
 
@@ -738,10 +716,10 @@ def test_bad_inputs_do_not_roll_back_a_healthy_candidate_but_its_own_failures_do
     def rollout() -> dict[str, Any]:
         return dict(rollout_status(registry.records, registry, "cancer", log_dir=None)["rollout"])
 
-    with _server(fresh["root"], rollout={"canary": canary}) as client:
+    with serving_app(fresh["root"], rollout={"canary": canary}) as client:
         client.wait_ready()
         assert client.post("/admin/rollout/start", json={"reason": "t"}).status_code == 201
-        _until(lambda: client.get("/admin/models").json()["cancer"]["candidate"] == "2")
+        until(lambda: client.get("/admin/models").json()["cancer"]["candidate"] == "2")
         unscorable = {"inputs": [{**record, "mean_radius": 1e300}]}
         codes = Counter(client.post("/predict", json=unscorable).status_code for _ in range(60))
         assert codes == {422: 60}

@@ -9,13 +9,12 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from support import ServerThread, cancer_project
+from support import ServerThread, cancer_project, serving_app, until
 
 
 @pytest.fixture(scope="module")
@@ -58,35 +57,6 @@ def _reset(project: dict[str, Any]) -> None:
     with contextlib.suppress(RolloutError):  # nothing running
         abort_rollout(registry.records, "cancer", reason="test clean-up")
     shutil.rmtree(project["root"] / ".tessera" / "predictions", ignore_errors=True)
-
-
-def _server(root: Path, **overrides: Any) -> ServerThread:
-    from tessera.serving.app import create_app
-    from tessera.serving.config import ServingConfig
-
-    config: dict[str, Any] = {
-        "models": [{"name": "cancer"}],
-        "reload_seconds": 0.3,
-        "rollout": {"tick_seconds": 0.2},
-        "prediction_log": {"flush_seconds": 0.2},
-        "admin": {"allow_localhost": True},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    return ServerThread(create_app(root, ServingConfig.model_validate(config)))
-
-
-def _until(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 def _predict(client: ServerThread, record: dict[str, Any], key: str | None = None) -> Any:
@@ -155,12 +125,12 @@ class _Load:
 
 def test_hot_reload_swaps_under_load_without_a_failed_request(fresh: dict[str, Any]) -> None:
     registry = fresh["registry"]
-    with _server(fresh["root"]) as client:
+    with serving_app(fresh["root"]) as client:
         client.wait_ready()
         with _Load(client, fresh["records"]) as load:
-            _until(lambda: sum(load.statuses.values()) > 50, what="some traffic")
+            until(lambda: sum(load.statuses.values()) > 50, what="some traffic")
             registry.set_alias("cancer", "champion", "2")
-            _until(lambda: load.versions["2"] > 50, what="version 2 served")
+            until(lambda: load.versions["2"] > 50, what="version 2 served")
         assert set(load.statuses) == {200}, load.statuses
         assert load.versions["1"] > 0 and load.versions["2"] > 0
         assert client.get("/ready").json()["models"]["cancer"]["version"] == "2"
@@ -175,12 +145,12 @@ def test_canary_promotes_through_its_steps(fresh: dict[str, Any]) -> None:
         ],
         "max_p99_ms": 5000,
     }
-    with _server(fresh["root"], rollout={"canary": canary}) as client:
+    with serving_app(fresh["root"], rollout={"canary": canary}) as client:
         client.wait_ready()
         _start(client, "canary")
         with _Load(client, fresh["records"]) as load:
-            _until(lambda: _state(_status(client)) == "promoted", 60, "the promotion")
-            _until(lambda: load.versions["2"] > 20, what="version 2 as champion")
+            until(lambda: _state(_status(client)) == "promoted", 60, "the promotion")
+            until(lambda: load.versions["2"] > 20, what="version 2 as champion")
         assert set(load.statuses) == {200}, load.statuses
     assert registry.alias("cancer", "champion") == "2"
     events = registry.records.model_events("cancer")
@@ -207,12 +177,12 @@ def test_faulty_canary_is_rolled_back_and_champion_traffic_unaffected(
 
     monkeypatch.setattr(LoadedModel, "predict", faulty)
     canary = {"steps": [{"traffic": 50, "min_requests": 30, "dwell_seconds": 0}]}
-    with _server(fresh["root"], rollout={"canary": canary}) as client:
+    with serving_app(fresh["root"], rollout={"canary": canary}) as client:
         client.wait_ready()
         _start(client, "canary")
         started = time.monotonic()
         with _Load(client, fresh["records"]) as load:
-            _until(lambda: _state(_status(client)) == "rolled_back", 60, "the rollback")
+            until(lambda: _state(_status(client)) == "rolled_back", 60, "the rollback")
             elapsed = time.monotonic() - started
         assert set(load.statuses) == {200}, load.statuses  # the champion answered for it
     assert elapsed < 30
@@ -223,7 +193,7 @@ def test_faulty_canary_is_rolled_back_and_champion_traffic_unaffected(
 
 
 def test_ab_split_is_sticky_by_key_across_servers(fresh: dict[str, Any]) -> None:
-    with _server(fresh["root"]) as one, _server(fresh["root"]) as two:
+    with serving_app(fresh["root"]) as one, serving_app(fresh["root"]) as two:
         one.wait_ready()
         two.wait_ready()
         _start(one, "ab")
@@ -235,8 +205,8 @@ def test_ab_split_is_sticky_by_key_across_servers(fresh: dict[str, Any]) -> None
                 for key in (f"customer-{n}" for n in range(60))
             }
 
-        _until(lambda: "candidate" in variants(one).values(), what="the candidate loaded")
-        _until(lambda: "candidate" in variants(two).values(), what="the candidate loaded")
+        until(lambda: "candidate" in variants(one).values(), what="the candidate loaded")
+        until(lambda: "candidate" in variants(two).values(), what="the candidate loaded")
         first, again, other = variants(one), variants(one), variants(two)
         assert first == again == other
         assert 10 < Counter(first.values())["candidate"] < 50
@@ -245,10 +215,10 @@ def test_ab_split_is_sticky_by_key_across_servers(fresh: dict[str, Any]) -> None
 def test_shadow_answers_with_champion_and_logs_both(fresh: dict[str, Any]) -> None:
     from tessera.serving.predlog import read_predictions
 
-    with _server(fresh["root"]) as client:
+    with serving_app(fresh["root"]) as client:
         client.wait_ready()
         rollout = _start(client, "shadow")
-        _until(lambda: client.get("/admin/models").json()["cancer"]["candidate"] == "2")
+        until(lambda: client.get("/admin/models").json()["cancer"]["candidate"] == "2")
         ids = []
         deadline = time.monotonic() + 30
         while len(ids) < 30 and time.monotonic() < deadline:
@@ -262,7 +232,7 @@ def test_shadow_answers_with_champion_and_logs_both(fresh: dict[str, Any]) -> No
             seen = frame[frame["request_id"].isin(ids)]
             return set(seen["variant"]) == {"champion", "shadow"} and len(seen) >= 2 * len(ids) - 5
 
-        _until(both, what="champion and shadow predictions in the log")
+        until(both, what="champion and shadow predictions in the log")
         frame = read_predictions(log, "cancer")
         assert set(frame[frame["variant"] == "shadow"]["version"]) == {"2"}
         assert set(frame["rollout_id"].dropna()) == {rollout["id"]}
@@ -272,7 +242,7 @@ def test_feedback_joins_the_prediction_log(fresh: dict[str, Any]) -> None:
     from tessera.serving.predlog import online_quality
 
     records, labels = fresh["records"], fresh["labels"]
-    with _server(fresh["root"]) as client:
+    with serving_app(fresh["root"]) as client:
         client.wait_ready()
         ids = [_predict(client, records[i]).json()["request_id"] for i in range(40)]
         single = client.post("/feedback", json={"request_id": ids[0], "label": labels[0]})
@@ -291,7 +261,7 @@ def test_feedback_joins_the_prediction_log(fresh: dict[str, Any]) -> None:
             stats = got.get(("1", "champion"))
             return stats if stats is not None and stats.n == 40 else None
 
-        stats = _until(quality, what="40 labelled predictions")
+        stats = until(quality, what="40 labelled predictions")
         assert 0.8 <= stats.value <= 1.0
         metrics = client.get("/metrics").text
         assert "tessera_feedback" in metrics
@@ -299,7 +269,7 @@ def test_feedback_joins_the_prediction_log(fresh: dict[str, Any]) -> None:
 
 def test_admin_api_needs_its_token(fresh: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TESSERA_ADMIN_TOKEN", "s3cret")
-    with _server(fresh["root"], admin={"allow_localhost": False}) as client:
+    with serving_app(fresh["root"], admin={"allow_localhost": False}) as client:
         client.wait_ready()
         assert client.get("/admin/models").status_code == 401
         wrong = client.get("/admin/models", headers={"authorization": "Bearer nope"})
@@ -307,11 +277,11 @@ def test_admin_api_needs_its_token(fresh: dict[str, Any], monkeypatch: pytest.Mo
         ok = client.get("/admin/models", headers={"authorization": "Bearer s3cret"})
         assert ok.json()["cancer"]["champion"] == "1"
     monkeypatch.delenv("TESSERA_ADMIN_TOKEN")
-    with _server(fresh["root"], admin={"allow_localhost": False}) as client:
+    with serving_app(fresh["root"], admin={"allow_localhost": False}) as client:
         off = client.post("/admin/rollout/start", json={})
         assert off.status_code == 403 and "TESSERA_ADMIN_TOKEN" in off.json()["message"]
     (fresh["root"] / "admin.token").write_text("from-file\n")
-    with _server(fresh["root"], admin={"token_file": "admin.token"}) as client:
+    with serving_app(fresh["root"], admin={"token_file": "admin.token"}) as client:
         assert client.get("/admin/models").status_code == 401  # a token disables the loopback pass
         ok = client.get("/admin/models", headers={"authorization": "Bearer from-file"})
         assert ok.status_code == 200
@@ -322,7 +292,7 @@ def test_admin_api_needs_its_token(fresh: dict[str, Any], monkeypatch: pytest.Mo
 
 
 def test_openapi_schema_from_the_signature_and_metrics(fresh: dict[str, Any]) -> None:
-    with _server(fresh["root"]) as client:
+    with serving_app(fresh["root"]) as client:
         client.wait_ready()
         document = client.get("/openapi.json").json()
         row = document["components"]["schemas"]["CancerRow"]
