@@ -39,7 +39,6 @@ from tessera.serving.config import ServingConfig
 from tessera.serving.inputs import (
     InputError,
     InputSchema,
-    MalformedInput,
     TooLarge,
     UnsupportedMediaType,
     csv_frame,
@@ -590,9 +589,6 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
     return error_response(
         405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed on {request.url.path}"
     )
-
-
-__all__ = ["MalformedInput", "create_app", "encode_spec", "from_env", "json_response"]
 
 
 # --- several worker processes ----------------------------------------------------------------
