@@ -5,8 +5,6 @@ store (SQLite and PostgreSQL), workers driving a canary against a really registe
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,7 +42,7 @@ from tessera.serving.rollout.state import (
     write_stats,
 )
 
-from support import CANCER_SPEC, Project, Result
+from support import Result, cancer_project
 
 
 @dataclass(frozen=True)
@@ -479,36 +477,10 @@ def _runtime(
 
 
 # -- with a registered model --------------------------------------------------------------------
-PIPELINE = """
-stages:
-  raw:    {uses: read_table, with: {path: data/cancer.csv}}
-  split:  {uses: train_test_split, inputs: [raw], with: {strategy: stratified, target: target}}
-  model:  {uses: train, inputs: [split.train], with: {spec: models/cancer.yaml}}
-  registered:
-    uses: register
-    inputs: [model, split.test]
-    with: {name: cancer, gate: {min: {roc_auc: 0.8}}, bootstrap: {samples: 0}, promote: PROMOTE}
-"""
-
-
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project whose model `cancer` has version 1 (@champion) and 2 (@challenger)."""
-    from tessera.examples.breast_cancer_data import load_table
-
-    project = Project(tmp_path_factory.mktemp("rollout") / "proj")
-    project.write("tessera.yaml", "name: rollout\n")
-    (project.root / "data").mkdir()
-    load_table().to_csv(project.root / "data" / "cancer.csv", index=False)
-    tessera = str(Path(sys.executable).parent / "tessera")
-    for trees, promote in ((20, "true"), (10, "false")):
-        project.write(
-            "models/cancer.yaml", CANCER_SPEC.replace("n_estimators: 20", f"n_estimators: {trees}")
-        )
-        project.write("pipeline.yaml", PIPELINE.replace("PROMOTE", promote))
-        run = subprocess.run([tessera, "run"], cwd=project.root, capture_output=True, text=True)
-        assert run.returncode == 0, run.stdout + run.stderr
-    return project.root
+    return cancer_project(tmp_path_factory.mktemp("rollout") / "proj", versions=2).root
 
 
 @pytest.fixture
