@@ -56,7 +56,7 @@ def test_routes_and_predictions(served: dict[str, Any]) -> None:
         assert client.get("/health").status_code == 200
         client.wait_ready()
         assert client.get("/ready").json()["models"] == {
-            "cancer": {"name": "cancer", "version": "1"}
+            "cancer": {"name": "cancer", "version": "1", "scoring": "compiled"}
         }
 
         records = json.loads(frame.to_json(orient="records"))
@@ -104,6 +104,17 @@ def test_bad_requests_are_answered_never_with_500(served: dict[str, Any]) -> Non
         fields = {p["field"] for p in body["problems"]}
         assert fields == {"texture_error", "inputs[2].mean_radius", "inputs[4].mean_area"}
         assert "inputs[2].mean_radius: expected number (double), got 'wide'" in body["message"]
+
+        # 1e400 is a valid JSON number, infinite as a double: the model refuses it, and the
+        # answer names where it is
+        split = json.loads(served["frame"].head(2).to_json(orient="split", index=False))
+        split["data"][1][3] = "INFINITE"
+        text = json.dumps(split).replace('"INFINITE"', "1e400")
+        infinite = client.post("/predict", data=text, headers={"content-type": "application/json"})
+        assert infinite.status_code == 422, infinite.text
+        assert infinite.json()["problems"] == [
+            {"field": f"rows[1].{split['columns'][3]}", "problem": "infinite value (inf)"}
+        ]
 
         many = json.loads(served["frame"].head(11).to_json(orient="split", index=False))
         assert client.post("/predict", json=many).status_code == 413
@@ -254,16 +265,19 @@ def test_serve_refuses_what_it_cannot_serve_safely(tmp_path: Path, tessera) -> N
     assert tampered.code == 1 and "refusing to load it" in tampered.err
 
 
+@pytest.mark.parametrize("inline", [True, False], ids=["on the event loop", "on a thread"])
 def test_concurrent_requests_are_scored_in_batches_with_the_same_answers(
-    served: dict[str, Any],
+    served: dict[str, Any], inline: bool
 ) -> None:
     """Micro-batching: concurrent small requests share model calls, every request gets exactly
-    its own rows' answers, and a request the model cannot score fails alone."""
+    its own rows' answers, and a request the model cannot score fails alone; both for fast
+    models (scored on the event loop) and slow ones (on a worker thread)."""
     import asyncio
 
     from tessera.serving.runtime import LoadedModel
 
     model = LoadedModel(served["model_dir"], served["info"])
+    model.batcher.inline = inline
     frame = served["frame"]
     calls: list[int] = []
     real = model.predict

@@ -42,6 +42,7 @@ from tessera.serving.inputs import (
     TooLarge,
     UnsupportedMediaType,
     csv_frame,
+    infinite_values,
     mlflow_frame,
     native_frame,
     parse_json,
@@ -240,7 +241,8 @@ class _Scoring:
                 return await model.batcher.predict(frame)
             return await run_in_threadpool(model.predict, frame)
         except (ValueError, TypeError, KeyError) as exc:
-            raise InputError(f"the model cannot score this input: {exc}") from exc
+            problems = infinite_values(frame) if "infinity" in str(exc) else None
+            raise InputError(f"the model cannot score this input: {exc}", problems) from exc
 
     def _account(
         self,
@@ -474,7 +476,7 @@ def create_app(
 
     async def ready(request: Request) -> Response:
         models = {
-            name: (e.champion.identity if e.champion else None)
+            name: ({**e.champion.identity, "scoring": e.champion.scoring} if e.champion else None)
             for name, e in server.entries.items()
         }
         if server.ready:

@@ -17,6 +17,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,10 +103,18 @@ class InputSchema:
 
     columns: tuple[Column, ...]
 
-    @property
+    @cached_property
     def names(self) -> list[str]:
-        """The column names, in order."""
+        """The column names, in order (not to be modified)."""
         return [c.name for c in self.columns]
+
+    @cached_property
+    def index(self) -> pd.Index:
+        """The column names as the index of the tables built for this schema: one object,
+        which also tells the prediction log that the tables share their columns."""
+        import pandas as pd
+
+        return pd.Index(self.names)
 
     @classmethod
     def from_signature(cls, inputs: Any) -> InputSchema:
@@ -392,6 +401,15 @@ def _fast_frame(records: Any, columns: Any, rows: Any, schema: InputSchema) -> p
         else:
             order = [columns.index(n) for n in names]
             table = [[r[i] for i in order] for r in rows]
+    if all(c.type == "double" for c in spec):  # all numbers, the common case: one array
+        for r in table:
+            for v in r:
+                if type(v) is not float and type(v) is not int and v is not None:
+                    return None
+        try:
+            return pd.DataFrame(np.array(table, dtype=np.float64), columns=schema.index)
+        except (OverflowError, ValueError):  # an integer beyond a double's range
+            return None
     arrays: dict[str, Any] = {}
     for j, column in enumerate(spec):
         allowed = _FAST_TYPES[column.type]
@@ -411,8 +429,25 @@ def _fast_frame(records: Any, columns: Any, rows: Any, schema: InputSchema) -> p
             return None
     first = spec[0].type
     if all(c.type == first for c in spec) and first != "string":
-        return pd.DataFrame(np.column_stack(list(arrays.values())), columns=names)
+        return pd.DataFrame(np.column_stack(list(arrays.values())), columns=schema.index)
     return pd.DataFrame(arrays)
+
+
+def infinite_values(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """Where ``frame`` holds infinite numbers (which most models refuse), one problem per
+    value: for the answer to a request the model could not score."""
+    import numpy as np
+
+    problems: list[dict[str, str]] = []
+    for name in frame.columns:
+        values = frame[name].to_numpy()
+        if values.dtype.kind != "f":
+            continue
+        for i in np.flatnonzero(np.isinf(values))[: MAX_PROBLEMS - len(problems)]:
+            problems.append(
+                {"field": f"rows[{int(i)}].{name}", "problem": f"infinite value ({values[i]})"}
+            )
+    return problems
 
 
 # --- validation ------------------------------------------------------------------------------
