@@ -154,6 +154,36 @@ def test_prediction_files_have_the_documented_schema_and_partitions(tmp_path: Pa
     assert [g[2] for g in got] == ["p0", "p1", "p0", "p1", "p2"]
 
 
+def test_inputs_are_logged_as_pyarrow_converts_the_frames(tmp_path: Path, logs) -> None:
+    """Uniformly numeric tables are kept as arrays and stacked, others concatenated by pandas:
+    either way a row's inputs and their types are what pyarrow makes of its frame."""
+    shared = pd.Index(["a", "b"])  # as the tables of a model's fast input path share theirs
+    frames = {
+        "floats-1": pd.DataFrame([[1.5, np.nan]], columns=shared),
+        "floats-2": pd.DataFrame([[2.5, 3.0], [-4.0, 1e300]], columns=shared),
+        "ints": pd.DataFrame({"a": [7, 8], "b": [9, -10]}),
+        "int-with-null": pd.DataFrame({"a": [7.0, np.nan], "b": [1.0, 2.0]}),
+        "bools": pd.DataFrame({"a": [True], "b": [False]}),
+        "mixed": pd.DataFrame({"a": [1.0], "b": pd.Series(["x"], dtype=object)}),
+    }
+    log = logs()
+    for request_id, inputs in frames.items():
+        record(log, request_id, frame=inputs)
+    log.flush()
+
+    logged: dict[str, list[Any]] = {}
+    types: dict[str, pa.DataType] = {}
+    for path in files(tmp_path / "log"):
+        table = pq.read_table(path)
+        for row in table.to_pylist():
+            logged.setdefault(row["request_id"], []).append(row["inputs"])
+            types[row["request_id"]] = table.schema.field("inputs").type
+    for request_id, inputs in frames.items():
+        expected = pa.Table.from_pandas(inputs, preserve_index=False)
+        assert logged[request_id] == expected.to_pylist(), request_id
+        assert types[request_id] == pa.struct(list(expected.schema)), request_id
+
+
 def test_predictions_keep_their_native_type(tmp_path: Path, logs) -> None:
     log = logs()
     outputs = {
