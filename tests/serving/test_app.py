@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -257,6 +258,13 @@ def test_serve_refuses_what_it_cannot_serve_safely(tmp_path: Path, tessera) -> N
     typo = tessera("serve", cwd=project.root)
     assert typo.code == 2 and "serving.yaml:1" in typo.err and "did you mean 'alias'" in typo.err
     project.write("serving.yaml", "models: [{name: cancer}]\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = tessera("serve", "--port", port, cwd=project.root)
+    assert busy.code == 2, busy.err
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in busy.err
     (skops_file,) = (project.root / ".tessera" / "mlartifacts").rglob("model.skops")
     data = bytearray(skops_file.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    import socket
+
     from tessera.registry.models import ModelRegistry
     from tessera.serving.config import ServingConfig
 
@@ -58,6 +60,7 @@ def serve(
     import tempfile
 
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from tessera.cli.model_cmds import open_registry
     from tessera.serving.admin import admin_token
@@ -70,8 +73,6 @@ def serve(
     admin_token(config.admin, root)  # a token file that cannot be read: exit 2 before serving
     host = host or config.host
     port = config.port if port is None else port
-    if port == 0:
-        port = _free_port(host)
     with tempfile.TemporaryDirectory(prefix="tessera-serve-") as tmp:
         initial: dict[str, tuple[dict[str, Any], Path]] = {}
         served = []
@@ -81,10 +82,6 @@ def serve(
             )
             initial[model.name] = (info.to_dict(), model_dir)
             served.append(f"{info.name}/{info.version} (@{model.alias})")
-        typer.echo(
-            f"Serving {', '.join(served)} on http://{host}:{port} "
-            f"({workers} worker{'s' if workers != 1 else ''}); Ctrl+C stops it."
-        )
         options: dict[str, Any] = {
             "host": host,
             "port": port,
@@ -97,24 +94,58 @@ def serve(
             # model on a loaded machine
             "timeout_worker_healthcheck": 60,
         }
-        for stop in (signal.SIGTERM, signal.SIGINT):  # uvicorn re-raises them once shut down
-            signal.signal(stop, _stopped)
         if workers == 1:
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # one process: its own registry
-            uvicorn.run(create_app(root, config, initial), workers=1, **options)
+            server_config = uvicorn.Config(create_app(root, config, initial), **options)
         else:
             enable_multiprocess(Path(tmp) / "metrics")  # one set of metrics over the workers
             os.environ[ENV_VAR] = encode_spec(root, config, initial)
-            uvicorn.run("tessera.serving.app:from_env", factory=True, workers=workers, **options)
+            server_config = uvicorn.Config(
+                "tessera.serving.app:from_env", factory=True, workers=workers, **options
+            )
+        sock = _listen(host, port, server_config.backlog)
+        port = int(sock.getsockname()[1])
+        typer.echo(
+            f"Serving {', '.join(served)} on http://{_url_host(host)}:{port} "
+            f"({workers} worker{'s' if workers != 1 else ''}); Ctrl+C stops it."
+        )
+        for stop in (signal.SIGTERM, signal.SIGINT):  # uvicorn re-raises them once shut down
+            signal.signal(stop, _stopped)
+        if workers == 1:
+            server = uvicorn.Server(server_config)
+            server.run(sockets=[sock])
+            if not server.started:  # uvicorn logged why
+                raise SystemExit(1)
+        else:
+            Multiprocess(server_config, sockets=[sock]).run()
 
 
-def _free_port(host: str) -> int:
-    """A port nobody listens on now (for ``--port 0``)."""
+def _listen(host: str, port: int, backlog: int) -> socket.socket:
+    """The server's socket, listening before the banner is printed: its port is the real one
+    (``--port 0``: the one the system picked), and a client that connects early waits in the
+    backlog until a worker accepts instead of being refused.
+
+    Raises:
+        UsageError: the address cannot be listened on (taken, not this machine's).
+    """
     import socket
 
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    from tessera.errors import UsageError
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(backlog)
+    sock.set_inheritable(True)  # uvicorn's workers get it
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _stopped(signum: int, frame: Any) -> None:
