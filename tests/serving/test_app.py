@@ -17,7 +17,14 @@ import pytest
 
 from support import CANCER_PIPELINE as PIPELINE
 from support import CANCER_SPEC as SPEC
-from support import Project, ServerThread, cancer_project, free_port, required_tool
+from support import (
+    Project,
+    ServerThread,
+    cancer_project,
+    free_port,
+    required_tool,
+    until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +278,30 @@ def test_serve_refuses_what_it_cannot_serve_safely(tmp_path: Path, tessera) -> N
     skops_file.write_bytes(bytes(data))
     tampered = tessera("serve", "--port", "0", cwd=project.root)
     assert tampered.code == 1 and "refusing to load it" in tampered.err
+
+
+def test_a_model_that_cannot_load_is_answered_503_and_counted(
+    served: dict[str, Any], tmp_path: Path
+) -> None:
+    from tessera.serving.app import create_app
+    from tessera.serving.config import ServedModel, ServingConfig
+
+    broken = tmp_path / "broken"
+    broken.mkdir()  # no model files in it
+    config = ServingConfig(models=[ServedModel(name="cancer")])
+    app = create_app(served["root"], config, {"cancer": (served["info"], broken)})
+    with ServerThread(app) as client:
+        until(lambda: client.get("/ready").json()["status"] == "failed", 30, "the failure")
+        row = json.loads(served["frame"].head(1).to_json(orient="split", index=False))
+        for _ in range(2):
+            answer = client.post("/predict", json=row)
+            assert answer.status_code == 503
+            assert answer.json()["message"].startswith("cannot load cancer/1")
+        metrics = client.get("/metrics").text
+    assert (
+        'tessera_http_requests_total{code="503",model="cancer",route="predict",'
+        'variant="champion",version=""} 2.0' in metrics
+    ), metrics
 
 
 @pytest.mark.parametrize("inline", [True, False], ids=["on the event loop", "on a thread"])

@@ -122,11 +122,14 @@ class _Scoring:
     async def _handle(self, request: Request, entry: ModelEntry, native: bool) -> Response:
         server = self.server
         route = "predict" if native else "invocations"
+        started = time.perf_counter()
         champion = entry.champion
-        if champion is None:
+        if champion is None:  # counted without a version: none is loaded
+            server.metrics.request(
+                entry.name, "", "champion", route, 503, time.perf_counter() - started
+            )
             message = entry.failure or "the model is still loading"
             return error_response(503, "TEMPORARILY_UNAVAILABLE", message)
-        started = time.perf_counter()
         request_id = _request_id(request)
         try:
             media = _media_type(request)
