@@ -141,6 +141,11 @@ class PredictionLogConfig(_Section):
         ge=1,
         description="Rows held in memory at most; beyond it new records are dropped and counted.",
     )
+    compact: bool = Field(
+        True,
+        description="Merge the files of each finished day (an hour after midnight UTC) into "
+        "one file per schema, hourly; the small files are deleted 10 minutes after the merge.",
+    )
 
 
 class AdminConfig(_Section):

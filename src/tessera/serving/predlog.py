@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import datetime as dt
 import itertools
 import json
 import logging
@@ -43,9 +42,9 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial, wraps
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import duckdb
 import numpy as np
@@ -53,18 +52,22 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tessera.serving.logfiles import (
+    FEEDBACK,
+    PREDICTIONS,
+    date_of,
+    feedback_files,
+    prediction_files,
+)
 from tessera.training.metrics import Predictions, encode, score
 from tessera.training.spec import METRICS, PROBABILITY_METRICS
 
 _LOG = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-PREDICTIONS = "predictions"
-FEEDBACK = "feedback"
 #: How often, at most, the writer thread looks at its queue (the ``flush_rows`` trigger).
 POLL_SECONDS = 0.05
-#: Slack when pruning files by date and by the write time in their names: rows are written
-#: after they are recorded, but clocks of different hosts or after an adjustment may differ.
-CLOCK_SLACK_SECONDS = 300.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _WRITE_ERRORS = (OSError, pa.ArrowException, ValueError, TypeError)
 #: Numbers the files of this process, so two logs writing in the same millisecond (or a log
@@ -393,7 +396,7 @@ class PredictionLog(_BatchWriter):
             inputs = item[9]
             rows = isinstance(inputs, _Rows)
             kind = (id(inputs.columns), inputs.values.dtype.str) if rows else None
-            by_version.setdefault((item[4], _date(item[2]), item[5], kind), []).append(item)
+            by_version.setdefault((item[4], date_of(item[2]), item[5], kind), []).append(item)
         by_schema: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
         for (model, date, _, kind), group in by_version.items():
             inputs, predictions = group[0][9], np.asarray(group[0][10])
@@ -438,20 +441,10 @@ class FeedbackLog(_BatchWriter):
     ) -> Iterator[tuple[Path, int, Callable[[], pa.Table]]]:
         by_date: dict[str, list[tuple[Any, ...]]] = {}
         for item in items:
-            by_date.setdefault(_date(item[2]), []).append(item)
+            by_date.setdefault(date_of(item[2]), []).append(item)
         for date, group in by_date.items():
             folder = self._root / f"date={date}"
             yield folder, sum(item[0] for item in group), partial(_feedback_table, group)
-
-
-@lru_cache(maxsize=64)
-def _day(day: int) -> str:
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
-
-
-def _date(unix: float) -> str:
-    """The UTC date of a unix time, ``YYYY-MM-DD``."""
-    return _day(int(unix // 86_400))
 
 
 def _micros(times: list[float], counts: np.ndarray) -> pa.Array:
@@ -635,60 +628,6 @@ def _cursor() -> duckdb.DuckDBPyConnection:
         return _CONNECTION.cursor()
 
 
-def _parquet_files(folders: Sequence[Path], since: float | None) -> list[str]:
-    """The Parquet files in date partitions ``date=YYYY-MM-DD`` of ``folders``.
-
-    With ``since``, partitions of earlier dates are skipped, and so are files whose name says
-    they were written before it (``<host>-<pid>-<unix_ms>-<seq>.parquet``): a row is written
-    after it is recorded. Both allow :data:`CLOCK_SLACK_SECONDS` of clock difference.
-    """
-    first_date = None if since is None else f"date={_date(since - CLOCK_SLACK_SECONDS)}"
-    first_ms = None if since is None else (since - CLOCK_SLACK_SECONDS) * 1000
-    files = []
-    for folder in folders:
-        try:
-            partitions = sorted(os.scandir(folder), key=lambda e: e.name)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for partition in partitions:
-            if not partition.name.startswith("date=") or not partition.is_dir():
-                continue
-            if first_date is not None and partition.name < first_date:
-                continue
-            for entry in os.scandir(partition.path):
-                name = entry.name
-                if not name.endswith(".parquet") or name.startswith("."):
-                    continue
-                if first_ms is not None and _written_ms(name) < first_ms:
-                    continue
-                files.append(entry.path)
-    return files
-
-
-def _written_ms(name: str) -> float:
-    """The write time in a file name, or +inf when the name does not hold one."""
-    parts = name[: -len(".parquet")].rsplit("-", 2)
-    try:
-        return float(int(parts[-2]))
-    except (IndexError, ValueError):
-        return math.inf
-
-
-def _prediction_files(directory: Path, model: str | None, since: float | None) -> list[str]:
-    root = Path(directory) / PREDICTIONS
-    if model is not None:
-        return _parquet_files([root / f"model={model}"], since)
-    try:
-        folders = [Path(e.path) for e in os.scandir(root) if e.name.startswith("model=")]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return _parquet_files(sorted(folders), since)
-
-
-def _feedback_files(directory: Path, since: float | None) -> list[str]:
-    return _parquet_files([Path(directory) / FEEDBACK], since)
-
-
 def _scan(parameter: str, types: str) -> str:
     return (
         f"read_parquet(${parameter}, hive_partitioning = true, union_by_name = true, "
@@ -703,6 +642,21 @@ def _arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
     return relation.arrow()  # pragma: no cover - DuckDB 1.x
 
 
+def _relisting(query: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a log query once more when a file it listed vanished before DuckDB opened it: a
+    compaction merged it meanwhile (see :mod:`tessera.serving.logfiles`)."""
+
+    @wraps(query)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return query(*args, **kwargs)
+        except duckdb.IOException:
+            return query(*args, **kwargs)
+
+    return run
+
+
+@_relisting
 def read_predictions(
     directory: Path, model: str | None = None, *, since: float | None = None
 ) -> pd.DataFrame:
@@ -717,7 +671,7 @@ def read_predictions(
         One row per logged prediction with the columns of the log (``inputs`` holds dicts);
         no rows when nothing is logged yet.
     """
-    files = _prediction_files(directory, model, since)
+    files = prediction_files(directory, model, since)
     if not files:
         return pd.DataFrame(columns=_PREDICTION_COLUMNS)
     where, params = _prediction_filter(files, model, since)
@@ -766,6 +720,7 @@ class QualityStats:
     loss_var: float
 
 
+@_relisting
 def online_quality(
     directory: Path,
     model: str,
@@ -808,12 +763,12 @@ def online_quality(
             f"metric '{metric}' does not apply to a {task} model "
             f"(its metrics: {', '.join(METRICS[task])})"
         )
-    prediction_files = _prediction_files(directory, model, since)
-    feedback_files = _feedback_files(directory, since)
-    if not prediction_files or not feedback_files:
+    predicted = prediction_files(directory, model, since)
+    labelled = feedback_files(directory, since)
+    if not predicted or not labelled:
         return {}
-    where, params = _prediction_filter(prediction_files, model, since, rollout_id)
-    params["feedback"] = feedback_files
+    where, params = _prediction_filter(predicted, model, since, rollout_id)
+    params["feedback"] = labelled
     with _cursor() as cursor:
         joined = _arrow(
             cursor.sql(
@@ -926,6 +881,7 @@ class _ClassPositions:
         return found[codes]
 
 
+@_relisting
 def shadow_agreement(
     directory: Path, model: str, rollout_id: str, *, since: float | None = None
 ) -> tuple[int, int]:
@@ -943,7 +899,7 @@ def shadow_agreement(
         ``champion`` and the ``shadow`` variant, and those whose predictions are equal
         (floating-point predictions: within a relative 1e-6).
     """
-    files = _prediction_files(directory, model, since)
+    files = prediction_files(directory, model, since)
     if not files:
         return 0, 0
     where, params = _prediction_filter(files, model, since, rollout_id)
@@ -977,9 +933,10 @@ def shadow_agreement(
     return int(compared), int(agreeing)
 
 
+@_relisting
 def feedback_count(directory: Path, *, since: float | None = None) -> int:
     """Feedback rows received (at or after ``since``, a unix time, when given)."""
-    files = _feedback_files(directory, since)
+    files = feedback_files(directory, since)
     if not files:
         return 0
     params: dict[str, Any] = {"feedback": files}

@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 
 #: Seconds between two online-quality refreshes.
 QUALITY_SECONDS = 30.0
+#: Seconds between two compactions of the logs, and before the first one.
+COMPACT_SECONDS = 3600.0
+COMPACT_DELAY_SECONDS = 60.0
 #: Request ids remembered per process to attribute feedback in the metrics.
 RECENT_REQUESTS = 100_000
 
@@ -433,6 +436,7 @@ class Server:
         self._downloads = tempfile.TemporaryDirectory(prefix="tessera-models-")
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._compaction: threading.Thread | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -516,6 +520,7 @@ class Server:
             _log(f"rollouts are unavailable: {type(exc).__name__}: {exc}")
         tick = self.config.rollout.tick_seconds
         next_reload = next_quality = 0.0
+        next_compaction = time.monotonic() + COMPACT_DELAY_SECONDS
         while not self._stop.is_set():
             now = time.monotonic()
             woken = self._wake.is_set()
@@ -539,7 +544,31 @@ class Server:
             if now >= next_quality and self.predictions is not None and self.ready:
                 next_quality = now + QUALITY_SECONDS
                 self._publish_quality()
+            if now >= next_compaction and self.predictions is not None:
+                next_compaction = now + COMPACT_SECONDS
+                self._start_compaction()
             self._wake.wait(tick)
+
+    def _start_compaction(self) -> None:
+        """Compact the logs on a thread of its own (a day's files take a while to merge)."""
+        if not self.config.prediction_log.compact or (
+            self._compaction is not None and self._compaction.is_alive()
+        ):
+            return
+
+        def run() -> None:
+            from tessera.serving.logfiles import compact
+
+            try:
+                done = compact(self.log_dir)
+            except Exception as exc:
+                _log(f"cannot compact the logs in {self.log_dir}: {type(exc).__name__}: {exc}")
+                return
+            for partition, files in done.merged:
+                _log(f"merged {files} files of {partition}")
+
+        self._compaction = threading.Thread(target=run, name="tessera-compaction", daemon=True)
+        self._compaction.start()
 
     def _setup_rollouts(self) -> None:
         from tessera.serving.rollout import RolloutRuntime
