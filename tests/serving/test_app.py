@@ -113,6 +113,19 @@ def test_bad_requests_are_answered_never_with_500(served: dict[str, Any]) -> Non
         assert fields == {"texture_error", "inputs[2].mean_radius", "inputs[4].mean_area"}
         assert "inputs[2].mean_radius: expected number (double), got 'wide'" in body["message"]
 
+        twice = json.loads(served["frame"].head(1).to_json(orient="split", index=False))
+        twice["columns"].append(twice["columns"][0])
+        twice["data"][0].append(twice["data"][0][0])
+        for body in (twice, {"dataframe_split": twice}):
+            duplicate = client.post("/predict" if "columns" in body else "/invocations", json=body)
+            assert duplicate.status_code == 422, duplicate.text
+            assert duplicate.json()["problems"] == [
+                {"field": twice["columns"][0], "problem": "2 columns of this name"}
+            ]
+        deep = b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+        nested = client.post("/predict", data=deep, headers={"content-type": "application/json"})
+        assert nested.status_code == 400, nested.text
+
         # 1e400 is a valid JSON number, infinite as a double: the model refuses it, and the
         # answer names where it is
         split = json.loads(served["frame"].head(2).to_json(orient="split", index=False))
@@ -271,6 +284,8 @@ def test_serve_refuses_what_it_cannot_serve_safely(tmp_path: Path, tessera) -> N
         port = str(taken.getsockname()[1])
         busy = tessera("serve", "--port", port, cwd=project.root)
     assert busy.code == 2, busy.err
+    beyond = tessera("serve", "--port", "99999", cwd=project.root)
+    assert beyond.code == 2 and "Traceback" not in beyond.err and "65535" in beyond.err
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in busy.err
     (skops_file,) = (project.root / ".tessera" / "mlartifacts").rglob("model.skops")
     data = bytearray(skops_file.read_bytes())

@@ -112,6 +112,34 @@ def test_missing_and_unexpected_columns() -> None:
     }
 
 
+def test_duplicate_columns_are_named() -> None:
+    body = {"columns": [*COLUMNS, "tenure"], "data": [[*DATA[0], 4]]}
+    with pytest.raises(InputError) as caught:
+        native_frame(body, SCHEMA, 100)
+    assert caught.value.problems == [{"field": "tenure", "problem": "2 columns of this name"}]
+
+
+def test_numbers_beyond_their_types_range_are_named() -> None:
+    """Integers too large for a double or an int64 are refused, not converted wrongly."""
+    rows = [
+        dict(ROWS[0], charges=10**400),
+        dict(ROWS[1], tenure=2**63),
+        dict(ROWS[1], tenure=-(2**63)),  # the smallest int64: fine
+    ]
+    with pytest.raises(InputError) as caught:
+        native_frame({"inputs": rows}, SCHEMA, 100)
+    assert sorted(p["field"] for p in caught.value.problems) == [
+        "inputs[0].charges",
+        "inputs[1].tenure",
+    ]
+    assert native_frame({"inputs": rows[2:]}, SCHEMA, 100)["tenure"].tolist() == [-(2**63)]
+
+
+def test_json_nested_too_deeply_is_malformed() -> None:
+    with pytest.raises(MalformedInput, match="nested too deeply"):
+        parse_json(b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+
+
 def test_nulls_are_missing_numbers_integers_included() -> None:
     """A missing integer is NaN in a float column (what the model saw in training), while a
     missing string or boolean is still refused."""

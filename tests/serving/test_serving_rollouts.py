@@ -252,6 +252,20 @@ def test_feedback_joins_the_prediction_log(fresh: dict[str, Any]) -> None:
         bad = client.post("/feedback", json={"feedback": [{"request_id": 5, "label": [1]}]})
         assert bad.status_code == 422
         assert {p["field"] for p in bad.json()["problems"]} == {"feedback[0].request_id"}
+        # checked against what this worker answered: the row exists, the label is a class
+        wrong = [
+            {"request_id": ids[0], "label": 1, "row": 1},
+            {"request_id": ids[1], "label": "yes"},
+            {"request_id": ids[2], "label": "1"},  # "1" matches the class 1
+        ]
+        refused = client.post("/feedback", json={"feedback": wrong})
+        assert refused.status_code == 422
+        assert refused.json()["problems"] == [
+            {"field": f"{ids[0]}[1]", "problem": f"request {ids[0]} had 1 row"},
+            {"field": f"{ids[1]}[0]", "problem": "'yes' is none of the classes (0, 1)"},
+        ]
+        elsewhere = {"request_id": "f" * 32, "label": "yes"}  # another worker's: not checkable
+        assert client.post("/feedback", json=elsewhere).status_code == 202
         log = fresh["root"] / ".tessera" / "predictions"
 
         def quality() -> Any:

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from tessera.serving.config import ServingConfig
 
 HostOpt = typer.Option(None, "--host", help="Address to listen on (default: serving.yaml's).")
-PortOpt = typer.Option(None, "--port", help="Port to listen on (default: serving.yaml's).")
+PortOpt = typer.Option(
+    None, "--port", min=0, max=65535, help="Port to listen on (default: serving.yaml's)."
+)
 WorkersOpt = typer.Option(1, "--workers", min=1, help="Worker processes.")
 
 
@@ -118,6 +120,7 @@ def serve(
                 raise SystemExit(1)
         else:
             Multiprocess(server_config, sockets=[sock]).run()
+            _say_stopped()
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
@@ -150,7 +153,12 @@ def _url_host(host: str) -> str:
 
 def _stopped(signum: int, frame: Any) -> None:
     """A stop signal after a graceful shutdown: a normal end, exit status 0."""
+    _say_stopped()
     raise SystemExit(0)
+
+
+def _say_stopped() -> None:
+    typer.echo("Stopped: the requests in flight were answered and the logs flushed.")
 
 
 def register(app: typer.Typer) -> None:

@@ -234,9 +234,14 @@ class _Scoring:
             return None
 
     def _frame(self, body: bytes, data: Any, parse: Parser, model: LoadedModel) -> Any:
-        if data is None:
-            return csv_frame(body, model.schema, self.config.max_batch_rows)
-        return parse(data, model.schema, self.config.max_batch_rows)
+        try:
+            if data is None:
+                return csv_frame(body, model.schema, self.config.max_batch_rows)
+            return parse(data, model.schema, self.config.max_batch_rows)
+        except InputError:
+            raise
+        except Exception as exc:  # the input's fault, whatever the converters ran into
+            raise InputError(f"cannot read the input: {type(exc).__name__}: {exc}") from exc
 
     async def _predict(self, model: LoadedModel, frame: Any) -> tuple[Any, Any]:
         try:
@@ -277,7 +282,7 @@ class _Scoring:
         predictions: Any,
         probabilities: Any,
     ) -> None:
-        self.server.remember(request_id, model.name, model.version, variant)
+        self.server.remember(request_id, model.name, model.version, variant, len(predictions))
         log = self.server.predictions
         if log is not None:
             log.record(
@@ -435,6 +440,76 @@ def feedback_items(data: Any) -> list[tuple[str, int, Any]]:
     return triples
 
 
+def check_feedback(items: list[tuple[str, int, Any]], server: Server) -> None:
+    """Check feedback for requests this process answered (it remembers the last
+    :data:`~tessera.serving.runtime.RECENT_REQUESTS`): the row must exist, and a classifier's
+    label must be one of its classes. Feedback for other requests (answered by another worker
+    or replica, or before a restart) cannot be checked here and is accepted as it is.
+
+    Raises:
+        InputError: naming every offending request row.
+    """
+    from tessera.serving.predlog import ClassPositions
+
+    problems: list[dict[str, str]] = []
+    classes: dict[tuple[str, str], tuple[LoadedModel, ClassPositions | None] | None] = {}
+    for request_id, row, label in items:
+        known = server.recent.get(request_id)
+        if known is None:
+            continue
+        name, version, _, rows = known
+        field = f"{request_id}[{row}]"
+        if row >= rows:
+            had = f"{rows} row{'s' if rows != 1 else ''}"
+            problems.append({"field": field, "problem": f"request {request_id} had {had}"})
+            continue
+        if (name, version) not in classes:
+            classes[(name, version)] = _served_classes(server, name, version)
+        served = classes[(name, version)]
+        if served is None:  # no longer loaded here
+            continue
+        model, positions = served
+        if positions is None:
+            if not _is_number_text(label):
+                problems.append({"field": field, "problem": f"expected a number, got {label!r}"})
+        elif positions.find(label) < 0:
+            known_classes = ", ".join(map(str, model.classes or []))
+            problems.append(
+                {"field": field, "problem": f"{label!r} is none of the classes ({known_classes})"}
+            )
+    if problems:
+        raise InputError(
+            f"the feedback does not fit the predictions ({len(problems)} problem"
+            f"{'s' if len(problems) != 1 else ''})",
+            problems[:100],
+        )
+
+
+def _served_classes(server: Server, name: str, version: str) -> tuple[LoadedModel, Any] | None:
+    """The loaded version and, for a classifier with known classes, their positions."""
+    from tessera.serving.predlog import ClassPositions
+
+    entry = server.entries.get(name)
+    if entry is None:
+        return None
+    for model in (entry.champion, entry.candidate):
+        if model is not None and model.version == version:
+            if model.task == "regression":
+                return model, None
+            return (model, ClassPositions(model.classes)) if model.classes else None
+    return None
+
+
+def _is_number_text(label: Any) -> bool:
+    if isinstance(label, bool):
+        return False
+    try:
+        float(str(label))
+    except ValueError:
+        return False
+    return True
+
+
 # --- the application ---------------------------------------------------------------------------
 
 
@@ -523,6 +598,7 @@ def create_app(
             if _media_type(request) not in ("application/json", ""):
                 raise UnsupportedMediaType("feedback is JSON: use application/json")
             items = feedback_items(parse_json(await read_body(request, config.max_body_bytes)))
+            check_feedback(items, server)
         except InputError as exc:
             return json_response(exc.to_dict(), exc.status)
         log = server.feedback
@@ -538,7 +614,8 @@ def create_app(
             )
         counted: dict[tuple[str, str, str], int] = {}
         for request_id, _, _ in items:
-            who = server.recent.get(request_id, (server.default.name, "unknown", "unknown"))
+            known = server.recent.get(request_id)
+            who = known[:3] if known else (server.default.name, "unknown", "unknown")
             counted[who] = counted.get(who, 0) + 1
         for (model, version, variant), n in counted.items():
             server.metrics.feedback(model, version, variant, n)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -155,6 +156,8 @@ def parse_json(body: bytes) -> Any:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise MalformedInput(f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise MalformedInput("malformed JSON: nested too deeply") from None
 
 
 def _check_rows(n: int, max_rows: int) -> None:
@@ -467,17 +470,18 @@ def validate(frame: pd.DataFrame, schema: InputSchema, *, text: bool = False) ->
     problems: list[dict[str, str]] = []
     present = set(map(str, frame.columns))
     known = set(schema.names)
+    counts = Counter(map(str, frame.columns))
     for c in schema.columns:
         if c.name not in present and (c.required or len(frame)):
             problems.append({"field": c.name, "problem": "missing column"})
-    for name in frame.columns:
-        if str(name) not in known:
-            problems.append({"field": str(name), "problem": "unexpected column"})
-    if len(frame.columns) != len(present):
-        problems.append({"field": "(columns)", "problem": "duplicate column names"})
+    for name in dict.fromkeys(map(str, frame.columns)):
+        if name not in known:
+            problems.append({"field": name, "problem": "unexpected column"})
+        if counts[name] > 1:
+            problems.append({"field": name, "problem": f"{counts[name]} columns of this name"})
     converted: dict[str, Any] = {}
     for c in schema.columns:
-        if c.name in present and len(problems) < MAX_PROBLEMS:
+        if counts[c.name] == 1 and len(problems) < MAX_PROBLEMS:
             converted[c.name] = _convert(frame[c.name], c, where, problems, text)
     if problems:
         shown = problems[:MAX_PROBLEMS]
@@ -506,7 +510,9 @@ def _convert(
     if kind in ("double", "float"):
         if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
             return column.astype(_NUMERIC[kind])
-        ok = _scalar_mask(column, lambda v: _is_number(v) or (text and _parses_float(v)))
+        ok = _scalar_mask(
+            column, lambda v: (_is_number(v) and _fits_double(v)) or (text and _parses_float(v))
+        )
         if ok.all():
             return pd.to_numeric(column, errors="coerce").astype(_NUMERIC[kind])
     elif kind in ("long", "integer"):
@@ -524,9 +530,15 @@ def _convert(
             if ok.all():
                 return column if missing.any() else column.astype(_NUMERIC[kind])
         else:
+            bits = 64 if kind == "long" else 32
             ok = _scalar_mask(
                 column,
-                lambda v: v is None or _nan(v) or _is_integral(v) or (text and _parses_int(v)),
+                lambda v: (
+                    v is None
+                    or _nan(v)
+                    or (_is_integral(v) and -(2 ** (bits - 1)) <= v < 2 ** (bits - 1))
+                    or (text and _parses_int(v))
+                ),
             )
             if ok.all():
                 numbers = pd.to_numeric(column)
@@ -569,6 +581,17 @@ def _convert(
 def _scalar_mask(column: pd.Series, test: Any) -> pd.Series:
     """Which values pass ``test`` (only used once the fast dtype check failed)."""
     return column.map(test, na_action=None).astype(bool)
+
+
+def _fits_double(v: Any) -> bool:
+    """False for an integer beyond a double's range (other values: True)."""
+    if not isinstance(v, int):
+        return True
+    try:
+        float(v)
+    except OverflowError:
+        return False
+    return True
 
 
 def _nan(v: Any) -> bool:

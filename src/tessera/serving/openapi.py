@@ -51,7 +51,8 @@ def row_schema(schema: InputSchema) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for column in schema.columns:
         prop: dict[str, Any] = dict(_JSON_TYPES.get(column.type, {}))
-        if column.type in ("double", "float") or not column.required:
+        # a null is a missing number, integers included (the imputer's business)
+        if column.type in ("double", "float", "long", "integer") or not column.required:
             prop = {"anyOf": [prop, {"type": "null"}]} if prop else {}
         properties[column.name] = prop
     return {

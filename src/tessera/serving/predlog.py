@@ -811,7 +811,7 @@ def _quality(
     else:
         if classes is None:
             classes = sorted(rows["prediction"].dropna().unique().tolist())
-        position = _ClassPositions(classes)
+        position = ClassPositions(classes)
         truth = position.of(rows["label"])
         predicted = position.of(rows["prediction"])
         keep = truth >= 0
@@ -839,7 +839,7 @@ def _quality(
     )
 
 
-class _ClassPositions:
+class ClassPositions:
     """Labels and predictions to class positions, matched by text; -1 for no class."""
 
     def __init__(self, classes: Sequence[Any]) -> None:
@@ -858,7 +858,8 @@ class _ClassPositions:
     def __len__(self) -> int:
         return self._count
 
-    def _find(self, value: Any) -> int:
+    def find(self, value: Any) -> int:
+        """The class position of one label, -1 for none."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return -1
         if isinstance(value, np.generic):
@@ -877,7 +878,7 @@ class _ClassPositions:
     def of(self, values: pd.Series) -> np.ndarray:
         """The class position of every value (computed once per distinct value)."""
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        found = np.array([self._find(u) for u in uniques.tolist()] + [-1], dtype=np.int64)
+        found = np.array([self.find(u) for u in uniques.tolist()] + [-1], dtype=np.int64)
         return found[codes]
 
 

@@ -431,7 +431,7 @@ class Server:
         self.log_dir = root / config.prediction_log.dir
         self.predictions: PredictionLog | None = None
         self.feedback: FeedbackLog | None = None
-        self.recent: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
+        self.recent: OrderedDict[str, tuple[str, str, str, int]] = OrderedDict()
         self._registry: ModelRegistry | None = None
         self._downloads = tempfile.TemporaryDirectory(prefix="tessera-models-")
         self._stop = threading.Event()
@@ -503,6 +503,9 @@ class Server:
             if log is not None:
                 log.close()
         self._downloads.cleanup()
+        # What gc.freeze() set aside is never collected otherwise, and DuckDB's bindings then
+        # report dozens of "leaked instances" at interpreter exit.
+        gc.unfreeze()
 
     def wake(self) -> None:
         """Run the control loop now (an admin reload, a rollout started through the API)."""
@@ -616,9 +619,9 @@ class Server:
                 self.metrics.quality(entry.name, version, variant, metric, stats.value)
 
     # -- feedback attribution -------------------------------------------------------------
-    def remember(self, request_id: str, model: str, version: str, variant: str) -> None:
-        """Remember who answered a request, to attribute its feedback in the metrics."""
+    def remember(self, request_id: str, model: str, version: str, variant: str, rows: int) -> None:
+        """Remember who answered a request and its rows, to attribute and check its feedback."""
         recent = self.recent
-        recent[request_id] = (model, version, variant)
+        recent[request_id] = (model, version, variant, rows)
         if len(recent) > RECENT_REQUESTS:
             recent.popitem(last=False)
