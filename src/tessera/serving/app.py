@@ -22,7 +22,6 @@ import contextlib
 import os
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -105,7 +104,7 @@ def _media_type(request: Request) -> str:
 
 def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
-    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if given and _REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
 class _Scoring:
