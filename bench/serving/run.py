@@ -232,19 +232,27 @@ def make_project() -> Model:
     return Model(columns, expected, champion, challenger, native, mlflow, pipeline, frame)
 
 
-def predict_cost(model: Model, rounds: int = 10, calls: int = 100) -> dict[int, float]:
-    """Milliseconds of one ``pipeline.predict`` call in this process, for 1 and 16 rows (the
-    best of ``rounds`` rounds of ``calls`` calls): the model's own share of every request."""
+def predict_cost(model: Model, rounds: int = 10, calls: int = 100) -> dict[str, dict[int, float]]:
+    """Milliseconds of one ``predict`` call in this process, for 1 and 16 rows (the best of
+    ``rounds`` rounds of ``calls`` calls): of the pipeline itself (what the bare endpoint and
+    MLflow call) and of its compiled form (what ``tessera serve`` calls)."""
     import pandas as pd
 
+    from tessera.serving.compiled import compile_pipeline
+
+    scorers = {
+        "pipeline": model.pipeline,
+        "compiled": compile_pipeline(model.pipeline, model.frame),
+    }
     frames = {n: pd.concat([model.frame] * n, ignore_index=True) for n in (1, 16)}
-    best = {n: float("inf") for n in frames}
+    best = {kind: {n: float("inf") for n in frames} for kind in scorers}
     for _ in range(rounds):
-        for n, frame in frames.items():
-            start = time.perf_counter()
-            for _ in range(calls):
-                model.pipeline.predict(frame)
-            best[n] = min(best[n], (time.perf_counter() - start) / calls * 1000)
+        for kind, scorer in scorers.items():
+            for n, frame in frames.items():
+                start = time.perf_counter()
+                for _ in range(calls):
+                    scorer.predict(frame)
+                best[kind][n] = min(best[kind][n], (time.perf_counter() - start) / calls * 1000)
     return best
 
 
@@ -686,6 +694,12 @@ def targets_table(eps: dict[str, Endpoint]) -> str:
             f"| (reported) `tessera serve`, default, vs the bare endpoint at c16 | "
             f"`/predict` {pred.rps / bare.rps:.0%}, `/invocations` {inv.rps / bare.rps:.0%} | - |"
         )
+    if pred and full:
+        rows.append(
+            f"| (reported) the full configuration vs `tessera serve`, default, at c16: what "
+            f"canary routing, rollout statistics and the prediction log cost | "
+            f"{full.rps / pred.rps:.0%} ({full.rps:,.0f} vs {pred.rps:,.0f} req/s) | - |"
+        )
     return "\n".join(rows)
 
 
@@ -695,7 +709,7 @@ def section(
     opts: Options,
     info: dict[str, str],
     minutes: float,
-    cost: dict[int, float],
+    cost: dict[str, dict[int, float]],
 ) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine_rows = "\n".join(f"| {k} | {v} |" for k, v in info.items())
@@ -742,10 +756,14 @@ Run on {now}, {minutes:.1f} minutes in all, with:
   Every server answers the expected prediction ({model.expected}) for the benchmark's row
   before it is loaded.
 - **The model's own cost.** `predict` of that pipeline on the benchmark's one-row DataFrame
-  takes {cost[1]:.2f} ms in the benchmark's process ({cost[16]:.2f} ms for 16 rows; best of 10
-  rounds of 100 calls, measured just before the servers): a fixed cost per call, mostly
-  scikit-learn's and pandas' checks around a `ColumnTransformer` on a DataFrame, so 2 cores fit
-  at most about {2000 / cost[1]:,.0f} one-row predictions per second before any HTTP work.
+  takes {cost["pipeline"][1]:.2f} ms in the benchmark's process ({cost["pipeline"][16]:.2f} ms
+  for 16 rows; best of 10 rounds of 100 calls, measured just before the servers): a fixed cost
+  per call, mostly scikit-learn's and pandas' checks around a `ColumnTransformer` on a
+  DataFrame, so 2 cores fit at most about {2000 / cost["pipeline"][1]:,.0f} one-row predictions
+  per second before any HTTP work. This is what MLflow and the bare endpoint call. `tessera
+  serve` calls the pipeline's compiled form (`tessera.serving.compiled`, checked bit for bit
+  against scikit-learn at load): {cost["compiled"][1]:.2f} ms for 1 row,
+  {cost["compiled"][16]:.2f} ms for 16.
 - **Servers**, {WORKERS} worker processes each, on 127.0.0.1:
   `mlflow models serve -m models:/{MODEL}@champion --env-manager local --workers {WORKERS}`
   from `bench/.venv-mlflow` (uvicorn, with httptools and uvloop installed as in Tessera's
@@ -841,7 +859,8 @@ def main(argv: list[str] | None = None) -> int:
     busy = HELPERS.cpu_busy(3.0)
     load_at_start = os.getloadavg()
     cost = predict_cost(model)
-    say(f"pipeline.predict in process: {cost[1]:.2f} ms for 1 row, {cost[16]:.2f} ms for 16")
+    for kind, ms in cost.items():
+        say(f"{kind} predict in process: {ms[1]:.2f} ms for 1 row, {ms[16]:.2f} ms for 16")
     if busy > 0.15:
         say(f"warning: the CPUs are {busy:.0%} busy before the run; numbers will be noisy")
     started = time.perf_counter()
