@@ -448,10 +448,8 @@ def check_feedback(items: list[tuple[str, int, Any]], server: Server) -> None:
     Raises:
         InputError: naming every offending request row.
     """
-    from tessera.serving.predlog import ClassPositions
-
     problems: list[dict[str, str]] = []
-    classes: dict[tuple[str, str], tuple[LoadedModel, ClassPositions | None] | None] = {}
+    classes: dict[tuple[str, str], tuple[LoadedModel, Any] | None] = {}
     for request_id, row, label in items:
         known = server.recent.get(request_id)
         if known is None:

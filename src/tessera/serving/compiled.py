@@ -342,11 +342,10 @@ def _single_float_block(frame: pd.DataFrame) -> np.ndarray | None:
     """The frame's values as one float64 array when all its columns are float64 (cheap)."""
     import numpy as np
 
-    if getattr(frame, "_is_homogeneous_type", False):  # one dtype (pandas' own check, cheap)
-        values = frame.to_numpy()
-        if values.dtype == np.float64:
-            return values
-    return None
+    from tessera.serving.inputs import uniform_values
+
+    values = uniform_values(frame)
+    return values if values is not None and values.dtype == np.float64 else None
 
 
 def _gather(frame: pd.DataFrame, columns: list[str], numeric: bool) -> np.ndarray:

@@ -52,6 +52,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tessera.serving.inputs import uniform_values
 from tessera.serving.logfiles import (
     FEEDBACK,
     PREDICTIONS,
@@ -531,10 +532,9 @@ def _compact(frame: pd.DataFrame) -> pd.DataFrame | _Rows:
     DataFrame's dozens of objects that every collection walks while thousands of records
     wait to be written (which showed as pauses of several milliseconds under load).
     """
-    if frame.shape[1] and getattr(frame, "_is_homogeneous_type", False):  # one dtype, cheap
-        values = frame.to_numpy()
-        if values.dtype.kind in "fiub":
-            return values, _names(frame.columns)
+    values = uniform_values(frame)
+    if values is not None and values.dtype.kind in "fiub":
+        return values, _names(frame.columns)
     return frame
 
 

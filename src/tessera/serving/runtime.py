@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tessera.serving.inputs import InputSchema, native_frame, parse_json
+from tessera.serving.inputs import InputSchema, native_frame, parse_json, uniform_values
 
 if TYPE_CHECKING:
     import numpy as np
@@ -318,10 +318,10 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     import pandas as pd
 
     columns = frames[0].columns
-    if all(f.columns is columns and f._is_homogeneous_type for f in frames):
-        values = [f.to_numpy() for f in frames]
-        if len({v.dtype for v in values}) == 1:
-            return pd.DataFrame(np.vstack(values), columns=columns)
+    if all(f.columns is columns for f in frames):
+        arrays = [v for v in map(uniform_values, frames) if v is not None]
+        if len(arrays) == len(frames) and len({a.dtype for a in arrays}) == 1:
+            return pd.DataFrame(np.vstack(arrays), columns=columns)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -448,7 +448,7 @@ class Server:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._compaction: threading.Thread | None = None
-        self._gc_thresholds = gc.get_threshold()
+        self._gc_thresholds = gc.get_threshold()  # restored by stop()
         self._switch_interval = sys.getswitchinterval()
         self._thread: threading.Thread | None = None
 
@@ -480,8 +480,6 @@ class Server:
         from tessera.serving.predlog import FeedbackLog, PredictionLog
 
         quiet_sklearn_thread_warning()
-        self._gc_thresholds = gc.get_threshold()
-        self._switch_interval = sys.getswitchinterval()
         gc.set_threshold(*GC_THRESHOLDS)
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         log = self.config.prediction_log
